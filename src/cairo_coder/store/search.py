@@ -1,0 +1,146 @@
+"""Ranking queries: dense (pgvector cosine), lexical (BM25 over our inverted index, or PostgreSQL full-text),
+symbol lookup, and reciprocal-rank fusion of them. Each function returns (document id, score) pairs, best first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from cairo_coder import lexical
+
+# BM25 parameters. Impacts are precomputed at write time with a fixed pivot length (the typical chunk length)
+# instead of the live average, so that adding documents never rewrites existing postings.
+BM25_K1 = 1.2
+BM25_B = 0.75
+BM25_PIVOT = 220.0
+MAX_QUERY_TERMS = 24
+POSTINGS_PER_TERM = 2000
+
+
+def bm25_impact(tf: float, length: int) -> float:
+    return tf * (BM25_K1 + 1) / (tf + BM25_K1 * (1 - BM25_B + BM25_B * length / BM25_PIVOT))
+
+
+def tsvector_literal(terms_in_order: Sequence[str], title_terms: set[str]) -> str:
+    """A tsvector in PostgreSQL's text form, with positions, title terms weighted A (for ts_rank_cd)."""
+    positions: dict[str, list[int]] = {}
+    for index, term in enumerate(terms_in_order[:16383], start=1):
+        slots = positions.setdefault(term, [])
+        if len(slots) < 256:
+            slots.append(index)
+    parts = []
+    for term, slots in positions.items():
+        weight = "A" if term in title_terms else ""
+        quoted = term.replace("\\", "\\\\").replace("'", "''")
+        parts.append(f"'{quoted}':" + ",".join(f"{p}{weight}" for p in slots))
+    for term in title_terms - positions.keys():
+        quoted = term.replace("\\", "\\\\").replace("'", "''")
+        parts.append(f"'{quoted}':1A")
+    return " ".join(parts)
+
+
+async def dense(
+    conn: asyncpg.Connection, vector: Sequence[float], limit: int, sources: list[str] | None
+) -> list[tuple[int, float]]:
+    """Cosine similarity over the HNSW index; falls back to an exact scan when a source filter starves it."""
+    sql = """SELECT id, 1 - (embedding <=> $1) AS score FROM documents
+             WHERE embedding IS NOT NULL AND ($2::text[] IS NULL OR source = ANY($2))
+             ORDER BY embedding <=> $1 LIMIT $3"""
+    async with conn.transaction():
+        await conn.execute(f"SET LOCAL hnsw.ef_search = {max(64, min(1000, limit * 2))}")
+        rows = await conn.fetch(sql, vector, sources, limit)
+        if sources is not None and len(rows) < limit:
+            await conn.execute("SET LOCAL enable_indexscan = off")
+            rows = await conn.fetch(sql, vector, sources, limit)
+    return [(r["id"], float(r["score"])) for r in rows]
+
+
+async def weighted_terms(conn: asyncpg.Connection, query: str) -> list[tuple[str, float]]:
+    """The query's indexed terms with their BM25 idf, most informative first (at most MAX_QUERY_TERMS)."""
+    terms = lexical.query_terms(query)
+    if not terms:
+        return []
+    rows = await conn.fetch(
+        """WITH n AS (SELECT coalesce((SELECT df FROM lexical_terms WHERE term = ''), 0)::float8 AS n)
+           SELECT t.term, ln(1 + (n.n - t.df + 0.5) / (t.df + 0.5)) AS idf
+           FROM lexical_terms t, n WHERE t.term = ANY($1::text[]) AND t.term <> ''
+           ORDER BY idf DESC LIMIT $2""",
+        terms,
+        MAX_QUERY_TERMS,
+    )
+    return [(r["term"], float(r["idf"])) for r in rows]
+
+
+async def bm25(
+    conn: asyncpg.Connection, query: str, limit: int, sources: list[str] | None
+) -> list[tuple[int, float]]:
+    weighted = await weighted_terms(conn, query)
+    if not weighted:
+        return []
+    rows = await conn.fetch(
+        """SELECT p.doc_id AS id, sum(q.idf * p.impact) AS score
+           FROM unnest($1::text[], $2::float8[]) AS q(term, idf)
+           CROSS JOIN LATERAL (
+               SELECT doc_id, impact FROM lexical_postings lp
+               WHERE lp.term = q.term AND ($3::text[] IS NULL OR lp.source = ANY($3))
+               ORDER BY impact DESC LIMIT $5) p
+           GROUP BY p.doc_id ORDER BY score DESC, p.doc_id LIMIT $4""",
+        [t for t, _ in weighted],
+        [w for _, w in weighted],
+        sources,
+        limit,
+        POSTINGS_PER_TERM,
+    )
+    return [(r["id"], float(r["score"])) for r in rows]
+
+
+async def full_text(
+    conn: asyncpg.Connection, query: str, limit: int, sources: list[str] | None
+) -> list[tuple[int, float]]:
+    """PostgreSQL full-text ranking (ts_rank_cd over the GIN-indexed tsvector), OR of the informative terms."""
+    weighted = await weighted_terms(conn, query)
+    if not weighted:
+        return []
+    tsquery = " | ".join("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t, _ in weighted)
+    rows = await conn.fetch(
+        """SELECT id, ts_rank_cd(lexemes, q, 1) AS score
+           FROM documents, CAST($1 AS tsquery) AS q
+           WHERE lexemes @@ q AND ($2::text[] IS NULL OR source = ANY($2))
+           ORDER BY score DESC, id LIMIT $3""",
+        tsquery,
+        sources,
+        limit,
+    )
+    return [(r["id"], float(r["score"])) for r in rows]
+
+
+async def symbols(
+    conn: asyncpg.Connection, query: str, limit: int, sources: list[str] | None
+) -> list[tuple[int, float]]:
+    """Documents that define an identifier named in the query (``ArrayTrait``, ``core::array::ArrayTrait``)."""
+    names = lexical.identifiers(query)
+    if not names:
+        return []
+    rows = await conn.fetch(
+        """SELECT id, cardinality(ARRAY(SELECT unnest(symbols) INTERSECT SELECT unnest($1::text[]))) AS hits
+           FROM documents WHERE symbols && $1::text[] AND ($2::text[] IS NULL OR source = ANY($2))
+           ORDER BY hits DESC, chunk_number, id LIMIT $3""",
+        names,
+        sources,
+        limit,
+    )
+    # A name shared by many items (e.g. `new`) is not a lookup of one item.
+    return [(r["id"], float(r["hits"])) for r in rows] if len(rows) <= 8 else []
+
+
+def reciprocal_rank_fusion(
+    rankings: Sequence[tuple[Sequence[tuple[int, float]], float]], rrf_k: int
+) -> list[tuple[int, float]]:
+    """Fuse ranked lists: score(d) = sum over lists of weight / (rrf_k + rank). Ties broken by id."""
+    fused: dict[int, float] = {}
+    for ranking, weight in rankings:
+        for rank, (doc_id, _) in enumerate(ranking, start=1):
+            fused[doc_id] = fused.get(doc_id, 0.0) + weight / (rrf_k + rank)
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
