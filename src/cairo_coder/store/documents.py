@@ -9,6 +9,7 @@ from typing import Any
 
 import asyncpg
 
+from cairo_coder import lexical
 from cairo_coder.config import DatabaseSettings, SearchSettings
 from cairo_coder.embeddings import Embedder
 from cairo_coder.store import schema
@@ -18,6 +19,9 @@ from cairo_coder.store.embedded import EmbeddedPostgres
 from cairo_coder.types import Document, DocumentMetadata, SearchMode, SearchResult
 
 SYMBOL_WEIGHT = 3.0
+# A symbol named in a short question ("what does felt252_div do?") is a lookup of that item; in a long one
+# (pasted code, error output) identifiers are context, and ranking them first would bury the real answer.
+SYMBOL_QUERY_MAX_TERMS = 12
 
 
 @dataclass
@@ -225,10 +229,11 @@ class DocumentStore:
         if with_vectors:
             columns.append("embedding")
             casts.append("vector")
-            values.append([c.embedding for c in chunks])
-        array_types = ["text[]" if t in ("text[]", "tsvector", "jsonb") else f"{t}[]" for t in casts]
-        selects = [f"u.c{i}::{t}" if t in ("text[]", "tsvector", "jsonb") else f"u.c{i}"
-                   for i, t in enumerate(casts)]
+            values.append([_vector_literal(c.embedding) for c in chunks])
+        # Types without an array codec travel as text and are cast per row.
+        textual = ("text[]", "tsvector", "jsonb", "vector")
+        array_types = ["text[]" if t in textual else f"{t}[]" for t in casts]
+        selects = [f"u.c{i}::{t}" if t in textual else f"u.c{i}" for i, t in enumerate(casts)]
         sql = (
             f"INSERT INTO documents ({', '.join(columns)}) SELECT {', '.join(selects)} FROM unnest("
             + ", ".join(f"${i + 1}::{t}" for i, t in enumerate(array_types))
@@ -303,7 +308,9 @@ class DocumentStore:
         if mode == "dense":
             assert vector is not None
             return await rank.dense(conn, vector, limit, sources)
-        symbol_hits = await rank.symbols(conn, query, 5, sources)
+        symbol_hits: list[tuple[int, float]] = []
+        if len(lexical.query_terms(query)) <= SYMBOL_QUERY_MAX_TERMS:
+            symbol_hits = await rank.symbols(conn, query, 5, sources)
         lexical_hits = await lexical_rank(conn, query, limit, sources)
         if mode == "lexical" or vector is None:
             if not symbol_hits:
@@ -376,6 +383,10 @@ class DocumentStore:
                 for r in per_source
             },
         }
+
+
+def _vector_literal(vector: list[float] | None) -> str | None:
+    return None if vector is None else "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
 
 
 def _pg_array(items: list[str]) -> str:

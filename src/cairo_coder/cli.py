@@ -1,0 +1,383 @@
+"""The cairo-coder command line: ingest documentation, search it, evaluate retrieval, inspect the store."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cairo_coder.config import ConfigError, Settings, load_settings_with_origin, masked
+from cairo_coder.types import DocumentSource, SearchMode
+
+T = TypeVar("T")
+app = typer.Typer(
+    name="cairo-coder",
+    help="Cairo and Starknet answers grounded in the official documentation.\n\n"
+    "Runs on an embedded PostgreSQL by default (no setup); set DATABASE_URL to use your own server.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+db_app = typer.Typer(help="Inspect the document store.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure retrieval quality on a labelled dataset.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+app.add_typer(eval_app, name="eval")
+
+out = Console()
+err = Console(stderr=True)
+_state: dict[str, Any] = {"config": None}
+
+
+@app.callback()
+def main_options(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML configuration file (default: ./cairo-coder.toml, or "
+                     "CAIRO_CODER_CONFIG).", show_default=False),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens (to stderr).")] = False,
+) -> None:
+    _state["config"] = config
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        loaded = load_settings_with_origin(_state["config"])
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    for notice in loaded.notices:
+        err.print(f"[yellow]{notice}[/]", highlight=False, soft_wrap=True)
+    return loaded.settings
+
+
+def _run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine, turning the errors users can fix into one clear message (no traceback)."""
+    from cairo_coder.embeddings import EmbeddingError
+    from cairo_coder.evaluation import DatasetError
+    from cairo_coder.ingest.loader import SourceUnavailableError
+    from cairo_coder.store.errors import StoreError
+
+    try:
+        return asyncio.run(factory())
+    except (StoreError, EmbeddingError, SourceUnavailableError, DatasetError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; re-run the same command to resume", 130)
+
+
+async def _open_store(settings: Settings, *, for_writing: bool = False) -> Any:
+    from cairo_coder.embeddings import create_embedder
+    from cairo_coder.store import DocumentStore
+
+    embedder = create_embedder(settings.embeddings, settings.llm)
+    return await DocumentStore.open(settings.database, embedder, settings.search, for_writing=for_writing)
+
+
+def _parse_sources(values: list[str] | None) -> list[DocumentSource] | None:
+    if not values:
+        return None
+    known = [s.value for s in DocumentSource]
+    parsed = []
+    for value in values:
+        try:
+            parsed.append(DocumentSource(value))
+        except ValueError:
+            _fail(f"unknown source {value!r}; known sources: {', '.join(known)}", 2)
+    return parsed
+
+
+# ------------------------------------------------------------------------------------------------ config
+
+
+@config_app.command("show")
+def config_show(json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Print the effective configuration (defaults < TOML file < environment), secrets masked."""
+    settings = _settings()
+    data = masked(settings)
+    if json_output:
+        out.print_json(data=data)
+        return
+    out.print(_to_toml(data), highlight=False, markup=False, soft_wrap=True)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if value is None:
+        return '""'
+    return json.dumps(str(value))
+
+
+def _to_toml(data: dict[str, Any], prefix: str = "") -> str:
+    """The configuration as TOML (the same layout cairo-coder.toml uses)."""
+    scalars = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict) or _inline(k, prefix)]
+    parts = ["\n".join(scalars)] if scalars else []
+    for key, value in data.items():
+        if isinstance(value, dict) and not _inline(key, prefix):
+            name = f"{prefix}.{key}" if prefix else key
+            body = _to_toml(value, name)
+            parts.append(f"[{name}]\n{body}" if any(not isinstance(v, dict) for v in value.values()) else body)
+    return "\n\n".join(p for p in parts if p)
+
+
+def _inline(key: str, prefix: str) -> bool:
+    return prefix.startswith("sources.") and key in ("include_roots", "variables")
+
+
+# ------------------------------------------------------------------------------------------------ ingest
+
+
+@app.command()
+def ingest(
+    sources: Annotated[list[str] | None, typer.Argument(help="Sources to ingest (default: all with documents).",
+                                                        show_default=False)] = None,
+    from_dir: Annotated[Path | None, typer.Option("--from", help="Local tree laid out like the shared corpus "
+                        "(<DIR>/<source_id>/...). Default: CAIRO_CODER_CORPUS, else clone the repositories.",
+                        show_default=False)] = None,
+    reindex: Annotated[bool, typer.Option("--reindex", help="Drop the whole index first (needed after changing "
+                       "the embedding model).")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Ingest documentation into the store: incremental, idempotent and resumable.
+
+    Only pages whose content changed are re-embedded and rewritten; pages that disappeared are removed.
+    """
+    settings = _settings()
+    chosen = _parse_sources(sources)
+    reports = _run(lambda: _ingest(settings, chosen, from_dir, reindex, json_output))
+    if json_output:
+        out.print_json(data=[_report_json(r) for r in reports])
+    else:
+        _print_summary(reports)
+    if any(r.skipped_reason for r in reports) and not any(r.pages for r in reports):
+        raise typer.Exit(1)
+
+
+async def _ingest(settings: Settings, chosen: list[DocumentSource] | None, from_dir: Path | None, reindex: bool,
+                  quiet: bool) -> list[Any]:
+    from cairo_coder.ingest.loader import Ingester, SourceReport, SourceUnavailableError
+
+    store = await _open_store(settings, for_writing=True)
+    reports: list[SourceReport] = []
+    try:
+        if reindex:
+            await store.reset()
+        explicit = chosen is not None
+        targets = chosen or list(settings.sources)
+        with Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, disable=quiet) as progress:
+            tasks: dict[str, Any] = {}
+
+            def on_progress(source: str, done: int, total: int) -> None:
+                if source not in tasks:
+                    tasks[source] = progress.add_task(source, total=total)
+                progress.update(tasks[source], completed=done, total=total)
+
+            ingester = Ingester(settings, store, on_progress)
+            for source in targets:
+                try:
+                    reports.append(await ingester.ingest_source(source, from_dir))
+                except SourceUnavailableError as exc:
+                    if explicit:
+                        raise
+                    skipped = SourceReport(source.value, skipped_reason=str(exc))
+                    reports.append(skipped)
+    finally:
+        await store.close()
+    return reports
+
+
+def _report_json(report: Any) -> dict[str, Any]:
+    return {
+        "source": report.source, "pages": report.pages, "chunks": report.chunks, "new": report.new,
+        "updated": report.updated, "unchanged": report.unchanged, "deleted": report.deleted,
+        "embedded_chunks": report.embedded_chunks, "seconds": round(report.seconds, 2), "commit": report.commit,
+        "failed": [{"path": f.path, "reason": f.reason} for f in report.failed], "warnings": report.warnings,
+        "skipped": report.skipped_reason,
+    }
+
+
+def _print_summary(reports: list[Any]) -> None:
+    table = Table(title="Ingestion summary")
+    for column in ("source", "pages", "chunks", "new", "updated", "deleted", "unchanged", "failed", "seconds"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    for r in reports:
+        if r.skipped_reason:
+            continue
+        table.add_row(r.source, str(r.pages), str(r.chunks), str(r.new), str(r.updated), str(r.deleted),
+                      str(r.unchanged), str(len(r.failed)), f"{r.seconds:.1f}")
+    total = [r for r in reports if not r.skipped_reason]
+    table.add_row("total", *(str(sum(getattr(r, f) for r in total)) for f in ("pages", "chunks", "new", "updated",
+                  "deleted", "unchanged")), str(sum(len(r.failed) for r in total)),
+                  f"{sum(r.seconds for r in total):.1f}", style="bold")
+    out.print(table)
+    for r in reports:
+        for failure in r.failed:
+            err.print(f"[yellow]skipped[/] {r.source}/{failure.reason}", highlight=False, soft_wrap=True)
+        for warning in r.warnings:
+            err.print(f"[yellow]warning[/] {r.source}/{warning}", highlight=False, soft_wrap=True)
+        if r.skipped_reason:
+            err.print(f"[yellow]not ingested[/] {r.skipped_reason}", highlight=False, soft_wrap=True)
+
+
+# ------------------------------------------------------------------------------------------------ search
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for, in words or code.")],
+    source: Annotated[list[str] | None, typer.Option("--source", "-s", help="Only this source (repeatable).",
+                                                     show_default=False)] = None,
+    k: Annotated[int, typer.Option("-k", min=1, max=200, help="Number of results.")] = 5,
+    mode: Annotated[str, typer.Option("--mode", "-m", help="hybrid, dense or lexical.")] = "",
+    min_similarity: Annotated[float | None, typer.Option("--min-similarity", help="Drop results whose cosine "
+                              "similarity is lower (needs embeddings).", show_default=False)] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print a JSON list of results.")] = False,
+) -> None:
+    """Search the documentation and print the best chunks with their source, title, URL and score."""
+    settings = _settings()
+    chosen_mode = mode or settings.search.mode
+    if chosen_mode not in ("hybrid", "dense", "lexical"):
+        _fail(f"--mode must be hybrid, dense or lexical, not {chosen_mode!r}", 2)
+    sources = _parse_sources(source)
+
+    async def run() -> list[Any]:
+        store = await _open_store(settings)
+        try:
+            return list(await store.search(query, k, [s.value for s in sources] if sources else None,
+                                           chosen_mode, min_similarity))  # type: ignore[arg-type]
+        finally:
+            await store.close()
+
+    results = _run(run)
+    if json_output:
+        out.print_json(data=[{"source": r.document.metadata.source, "path": r.document.metadata.path,
+                              "title": r.document.metadata.title, "url": r.document.metadata.url,
+                              "score": r.score, "content": r.document.content} for r in results])
+        return
+    if not results:
+        err.print("no results (is the store empty? run `cairo-coder ingest`)")
+        return
+    for number, r in enumerate(results, start=1):
+        meta = r.document.metadata
+        trail = " > ".join([meta.title, *meta.section]) if meta.section else meta.title
+        out.print(f"[bold]{number}. {trail}[/]  [dim]{meta.source} · score {r.score:.4f}[/]", highlight=False)
+        out.print(f"   [link={meta.url}]{meta.url}[/link]", highlight=False)
+        snippet = " ".join(r.document.content.split())[:300]
+        out.print(f"   {snippet}", highlight=False, markup=False)
+        out.print()
+
+
+# ------------------------------------------------------------------------------------------------ eval
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    dataset: Annotated[Path, typer.Option("--dataset", "-d", help="JSONL file of labelled questions.")],
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="Distinct pages kept per item in the report.")] = 10,
+    mode: Annotated[str, typer.Option("--mode", "-m", help="hybrid, dense or lexical.")] = "",
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Recall@1/3/5/10 and MRR@10 of retrieval on a dataset, by origin and source, with the missed items."""
+    from cairo_coder.evaluation import CHUNKS_PER_QUERY, evaluate, load_dataset
+
+    settings = _settings()
+    chosen_mode = mode or settings.search.mode
+
+    async def run() -> Any:
+        items = load_dataset(dataset)
+        store = await _open_store(settings)
+        try:
+            async def search_fn(query: str) -> Any:
+                return await store.search(query, CHUNKS_PER_QUERY, None, chosen_mode)  # type: ignore[arg-type]
+
+            return await evaluate(items, search_fn, k)
+        finally:
+            await store.close()
+
+    report = _run(run)
+    if json_output:
+        out.print_json(data=report.to_json())
+        return
+    table = Table(title=f"Retrieval ({chosen_mode}) on {dataset.name}")
+    for column in ("group", "n", "recall@1", "recall@3", "recall@5", "recall@10", "MRR@10"):
+        table.add_column(column, justify="left" if column == "group" else "right")
+    rows: list[tuple[str, dict[str, float]]] = [("all", {"n": len(report.results), **report.metrics()})]
+    rows += [(f"origin={o}", m) for o, m in report.by_origin().items()]
+    rows += [(f"source={s}", m) for s, m in report.by_source().items()]
+    for name, m in rows:
+        table.add_row(name, str(int(m["n"])), *(f"{m[c]:.3f}" for c in ("recall@1", "recall@3", "recall@5",
+                                                                          "recall@10", "MRR@10")))
+    out.print(table)
+    missed = report.missed(5)
+    if missed:
+        out.print(f"[bold]Missed at 5 ({len(missed)}):[/]")
+        for r in missed:
+            query = " ".join(r.item.query.split())[:90]
+            wanted = ", ".join(f"{p.source}/{p.path}" for p in r.item.relevant)
+            got = ", ".join(f"{p.source}/{p.path}" for p in r.ranked[:3])
+            out.print(f"  {r.item.id} (rank {r.rank or '-'}) {query}\n    wanted: {wanted}\n    got: {got}",
+                      highlight=False, markup=False)
+
+
+# ------------------------------------------------------------------------------------------------ db
+
+
+@db_app.command("status")
+def db_status(json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Server, schema version, embedder and chunks per source."""
+    settings = _settings()
+
+    async def run() -> dict[str, Any]:
+        store = await _open_store(settings)
+        try:
+            status: dict[str, Any] = await store.status()
+            return status
+        finally:
+            await store.close()
+
+    status = _run(run)
+    if json_output:
+        out.print_json(data=status)
+        return
+    out.print(f"server:          {status['server']} ({status['database']}: {status['location']})", highlight=False)
+    out.print(f"schema version:  {status['schema_version']}")
+    emb = status["embedder"]
+    out.print(f"embedder:        {emb['id']} ({emb['dimensions']} dimensions)" if emb else
+              "embedder:        none bound yet (nothing indexed)", highlight=False)
+    table = Table()
+    for column in ("source", "pages", "chunks", "commit", "indexed at"):
+        table.add_column(column)
+    for name, info in status["sources"].items():
+        table.add_row(name, str(info["pages"]), str(info["chunks"]), (info["commit"] or "-")[:12],
+                      info["indexed_at"] or "-")
+    out.print(table)
+
+
+def main() -> None:
+    app()
+

@@ -1,0 +1,151 @@
+"""Retrieval evaluation on a labelled dataset (format and metrics of ../shared/eval/README.md).
+
+Chunks are mapped to pages (source, path), collapsed to distinct pages in first-occurrence order; recall@k is
+the share of items with a relevant page in the top k pages, MRR@10 the mean reciprocal rank of the first one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from cairo_coder.types import SearchResult
+
+KS = (1, 3, 5, 10)
+CHUNKS_PER_QUERY = 60
+
+
+class PageRef(BaseModel):
+    source: str
+    path: str
+
+
+class EvalItem(BaseModel):
+    id: str
+    query: str
+    origin: str = "written"
+    relevant: list[PageRef] = Field(min_length=1)
+    also_relevant: list[PageRef] = Field(default_factory=list)
+    note: str = ""
+
+
+class DatasetError(Exception):
+    """The dataset file is missing or a line is not a valid item; the message names the line."""
+
+
+def load_dataset(path: Path) -> list[EvalItem]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise DatasetError(f"cannot read dataset {path}: {exc.strerror}") from exc
+    items = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append(EvalItem.model_validate(json.loads(line)))
+        except (ValueError, ValidationError) as exc:
+            raise DatasetError(f"{path}:{number}: not a valid dataset item: {exc}") from exc
+    if not items:
+        raise DatasetError(f"{path}: no items")
+    return items
+
+
+@dataclass
+class RankedPage:
+    source: str
+    path: str
+    url: str
+    score: float
+
+
+@dataclass
+class ItemResult:
+    item: EvalItem
+    ranked: list[RankedPage]
+    rank: int | None  # 1-based rank of the first relevant page in the top 10, None if absent
+
+
+@dataclass
+class EvalReport:
+    results: list[ItemResult] = field(default_factory=list)
+
+    def recall(self, k: int, subset: list[ItemResult] | None = None) -> float:
+        rows = self.results if subset is None else subset
+        return sum(1 for r in rows if r.rank is not None and r.rank <= k) / len(rows) if rows else 0.0
+
+    def mrr(self, subset: list[ItemResult] | None = None) -> float:
+        rows = self.results if subset is None else subset
+        return sum(1.0 / r.rank for r in rows if r.rank) / len(rows) if rows else 0.0
+
+    def metrics(self, subset: list[ItemResult] | None = None) -> dict[str, float]:
+        out = {f"recall@{k}": round(self.recall(k, subset), 4) for k in KS}
+        out["MRR@10"] = round(self.mrr(subset), 4)
+        return out
+
+    def by_origin(self) -> dict[str, dict[str, float]]:
+        groups: dict[str, list[ItemResult]] = defaultdict(list)
+        for r in self.results:
+            groups[r.item.origin].append(r)
+        return {origin: {"n": len(rows), **self.metrics(rows)} for origin, rows in sorted(groups.items())}
+
+    def by_source(self) -> dict[str, dict[str, float]]:
+        groups: dict[str, list[ItemResult]] = defaultdict(list)
+        for r in self.results:
+            for source in sorted({ref.source for ref in r.item.relevant}):
+                groups[source].append(r)
+        return {source: {"n": len(rows), **self.metrics(rows)} for source, rows in sorted(groups.items())}
+
+    def missed(self, k: int = 10) -> list[ItemResult]:
+        return [r for r in self.results if r.rank is None or r.rank > k]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "n": len(self.results),
+            **self.metrics(),
+            "by_origin": self.by_origin(),
+            "by_source": self.by_source(),
+            "items": [
+                {
+                    "id": r.item.id,
+                    "rank": r.rank,
+                    "ranked": [{"source": p.source, "path": p.path, "url": p.url, "score": p.score}
+                               for p in r.ranked],
+                }
+                for r in self.results
+            ],
+        }
+
+
+def distinct_pages(results: list[SearchResult], limit: int = 10) -> list[RankedPage]:
+    pages: list[RankedPage] = []
+    seen: set[tuple[str, str]] = set()
+    for result in results:
+        meta = result.document.metadata
+        key = (meta.source, meta.path)
+        if key in seen:
+            continue
+        seen.add(key)
+        pages.append(RankedPage(meta.source, meta.path, meta.url.split("#", 1)[0], result.score))
+        if len(pages) >= limit:
+            break
+    return pages
+
+
+SearchFn = Callable[[str], Awaitable[list[SearchResult]]]
+
+
+async def evaluate(items: list[EvalItem], search: SearchFn, k: int = 10) -> EvalReport:
+    report = EvalReport()
+    for item in items:
+        ranked = distinct_pages(await search(item.query), limit=max(k, 10))
+        relevant = {(ref.source, ref.path) for ref in item.relevant}
+        rank = next((i for i, page in enumerate(ranked[:10], start=1) if (page.source, page.path) in relevant), None)
+        report.results.append(ItemResult(item, ranked[: max(k, 10)], rank))
+    return report

@@ -1,0 +1,1 @@
+"""Documentation ingestion: source registry, readers, include resolution, chunking, incremental loading."""

@@ -1,0 +1,200 @@
+"""Incremental, idempotent, resumable ingestion of documentation sources into the store.
+
+A page is written only when its hash (content, URLs, chunking version, embedder) changed; pages that vanished
+are deleted; a re-run with nothing changed makes no embedding call and no row write. Each page is written in
+its own transaction with its ``pages`` row last, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cairo_coder.config import Settings, SourceConfig
+from cairo_coder.ingest.includes import IncludeResolver
+from cairo_coder.ingest.pages import (
+    PageFailure,
+    PageRecord,
+    discover,
+    embedding_text,
+    read_corelib_file,
+    read_page,
+)
+from cairo_coder.ingest.readers import BadPageError
+from cairo_coder.store.documents import DocumentStore
+from cairo_coder.types import DocumentSource
+
+logger = logging.getLogger(__name__)
+EMBED_BATCH_CHUNKS = 256
+
+
+class SourceUnavailableError(Exception):
+    """A source's documents cannot be found locally nor fetched."""
+
+
+@dataclass
+class SourceReport:
+    source: str
+    pages: int = 0
+    chunks: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    failed: list[PageFailure] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    embedded_chunks: int = 0
+    seconds: float = 0.0
+    commit: str | None = None
+    skipped_reason: str | None = None
+
+
+ProgressCallback = Callable[[str, int, int], None]  # (source, done, total)
+
+
+@dataclass
+class SourceTree:
+    root: Path
+    include_roots: dict[str, str]
+    commit: str | None
+
+
+def locate_local(corpus: Path, source: SourceConfig) -> SourceTree | None:
+    root = corpus / source.id
+    if not root.is_dir():
+        return None
+    commit = None
+    manifest = corpus / "MANIFEST.json"
+    if manifest.is_file():
+        try:
+            entry = json.loads(manifest.read_text(encoding="utf-8")).get("sources", {}).get(source.id, {})
+            commit = entry.get("commit")
+        except (OSError, ValueError):
+            commit = None
+    return SourceTree(root, dict(source.include_roots), commit)
+
+
+def fetch_source(source: SourceConfig, cache_dir: Path) -> SourceTree:
+    """Shallow-clone (or update) the source's repository into the cache; return its docs tree and commit."""
+    if not source.repository:
+        raise SourceUnavailableError(f"{source.id}: no repository is configured for this source")
+    target = cache_dir / "repos" / source.id
+    branch = ["--branch", source.branch] if source.branch else []
+    try:
+        if (target / ".git").is_dir():
+            ref = source.branch or "HEAD"
+            _git(["fetch", "--depth", "1", "origin", ref], target)
+            _git(["reset", "--hard", "FETCH_HEAD"], target)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _git(["clone", "--depth", "1", *branch, source.repository, str(target)], None)
+        commit = _git(["rev-parse", "HEAD"], target).strip()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = exc.stderr.strip() if isinstance(exc, subprocess.CalledProcessError) and exc.stderr else str(exc)
+        raise SourceUnavailableError(
+            f"{source.id}: cannot fetch {source.repository} ({detail.splitlines()[-1] if detail else 'git failed'}). "
+            "If this machine is offline, point at a local tree laid out like the shared corpus with "
+            "`cairo-coder ingest --from DIR` or CAIRO_CODER_CORPUS=DIR."
+        ) from exc
+    docs = target / source.docs_root
+    depth = len([p for p in Path(source.docs_root).parts if p not in (".", "")])
+    return SourceTree(docs, {"~/": "../" * depth}, commit)
+
+
+def _git(args: list[str], cwd: Path | None) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=600)
+    return result.stdout
+
+
+class Ingester:
+    """Ingests sources into a store; embedder and store are injected (the store owns the embedder)."""
+
+    def __init__(self, settings: Settings, store: DocumentStore, progress: ProgressCallback | None = None) -> None:
+        self.settings = settings
+        self.store = store
+        self.progress = progress
+
+    def tree_for(self, source: SourceConfig, from_dir: Path | None) -> SourceTree:
+        corpus = from_dir or (Path(self.settings.ingest.corpus).expanduser() if self.settings.ingest.corpus else None)
+        if corpus is not None:
+            tree = locate_local(corpus, source)
+            if tree is None:
+                raise SourceUnavailableError(f"{source.id}: no folder {corpus / source.id} in the local tree")
+            return tree
+        return fetch_source(source, self.settings.ingest.resolved_cache_dir())
+
+    async def ingest_source(self, source_id: DocumentSource, from_dir: Path | None = None) -> SourceReport:
+        source = self.settings.source(source_id)
+        report = SourceReport(source.id)
+        started = time.perf_counter()
+        tree = self.tree_for(source, from_dir)
+        report.commit = tree.commit
+        resolver = IncludeResolver(tree.root, tree.include_roots)
+        embedder_id = self.store.embedder.id
+        stored = await self.store.page_hashes(source.id)
+        files = discover(tree.root, source)
+        seen: set[str] = set()
+        pending: list[PageRecord] = []
+        for done, rel in enumerate(files, start=1):
+            try:
+                if source.url_style == "corelib":
+                    records = list(read_corelib_file(tree.root, rel, source, self.settings.ingest, embedder_id))
+                else:
+                    records = [read_page(tree.root, rel, source, resolver, self.settings.ingest, embedder_id)]
+            except BadPageError as exc:
+                report.failed.append(PageFailure(rel, str(exc)))
+                seen.add(rel)  # keep what was indexed before rather than deleting it
+                logger.warning("skipped %s/%s: %s", source.id, rel, exc)
+                continue
+            for record in records:
+                seen.add(record.path)
+                report.pages += 1
+                report.chunks += len(record.chunks)
+                report.warnings.extend(record.warnings)
+                if stored.get(record.path) == record.page_hash:
+                    report.unchanged += 1
+                    continue
+                if record.path in stored:
+                    report.updated += 1
+                else:
+                    report.new += 1
+                pending.append(record)
+            if sum(len(p.chunks) for p in pending) >= EMBED_BATCH_CHUNKS:
+                report.embedded_chunks += await self._flush(source.id, pending, tree.commit)
+                pending = []
+            if self.progress:
+                self.progress(source.id, done, len(files))
+        report.embedded_chunks += await self._flush(source.id, pending, tree.commit)
+        gone = sorted(set(stored) - seen)
+        if gone:
+            await self.store.delete_pages(source.id, gone)
+            report.deleted = len(gone)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    async def _flush(self, source: str, pages: list[PageRecord], commit: str | None) -> int:
+        """Embed the chunks of changed pages (reusing unchanged chunks' vectors), then write page by page."""
+        if not pages:
+            return 0
+        embedded = 0
+        if self.store.embedder.dimensions:
+            missing = []
+            for page in pages:
+                known = await self.store.chunk_embeddings(source, page.path)
+                for record in page.chunks:
+                    record.embedding = known.get(record.content_hash)
+                    if record.embedding is None:
+                        missing.append(record)
+            if missing:
+                vectors = await self.store.embedder.embed([embedding_text(r) for r in missing])
+                for record, vector in zip(missing, vectors, strict=True):
+                    record.embedding = vector
+                embedded = len(missing)
+        for page in pages:
+            await self.store.write_page(source, page.path, page.page_hash, page.title, page.url, page.chunks, commit)
+        return embedded

@@ -1,0 +1,24 @@
+"""PostgreSQL + pgvector knowledge base: schema, connections, search and the DocumentStore."""
+
+from cairo_coder.store.documents import ChunkRecord, DocumentStore
+from cairo_coder.store.errors import (
+    DatabaseAuthError,
+    DatabaseUnavailableError,
+    EmbeddedServerError,
+    EmbedderMismatchError,
+    PgvectorMissingError,
+    SchemaVersionError,
+    StoreError,
+)
+
+__all__ = [
+    "ChunkRecord",
+    "DatabaseAuthError",
+    "DatabaseUnavailableError",
+    "DocumentStore",
+    "EmbeddedServerError",
+    "EmbedderMismatchError",
+    "PgvectorMissingError",
+    "SchemaVersionError",
+    "StoreError",
+]
