@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cairo_coder.types import AgentConfiguration, DocumentSource, SearchMode
@@ -24,6 +24,8 @@ ENV_PREFIX = "CAIRO_CODER_"
 CONFIG_FILE_NAME = "cairo-coder.toml"
 LEGACY_CONFIG_FILE_NAME = "config.toml"
 SECRET_KEYS = ("api_key", "password", "secret", "token")
+LOCAL_MODEL, LOCAL_DIMENSIONS = "all-MiniLM-L6-v2", 384
+REMOTE_MODEL, REMOTE_DIMENSIONS = "openai/text-embedding-3-large", 1536
 
 # Standard variables that other tools use too, mapped onto our keys.
 STANDARD_ENV: dict[str, tuple[str, ...]] = {
@@ -70,6 +72,15 @@ class EmbeddingSettings(_Section):
     batch_size: int = Field(default=64, ge=1, le=2048)
     max_tokens: int = Field(default=128, ge=8, le=8192)
     api_base: str = ""
+
+    @model_validator(mode="after")
+    def _remote_defaults(self) -> EmbeddingSettings:
+        # "Remote embeddings one setting away": provider=remote alone selects the production model.
+        if self.provider == "remote" and self.model == LOCAL_MODEL:
+            self.model = REMOTE_MODEL
+            if self.dimensions == LOCAL_DIMENSIONS:
+                self.dimensions = REMOTE_DIMENSIONS
+        return self
 
 
 class SearchSettings(_Section):

@@ -20,8 +20,9 @@ IDENTIFIER_RE = re.compile(
     r"\b(?:[A-Za-z_][A-Za-z0-9_]*::)+[A-Za-z_][A-Za-z0-9_]*"  # paths: core::array::ArrayTrait
     r"|\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b"  # snake_case: felt252_div
     r"|\b[A-Z][a-z0-9]+(?:[A-Z][A-Za-z0-9]*)+\b"  # CamelCase with an inner capital: ArrayTrait
-    r"|\b[a-z]+[0-9]+[a-z0-9]*\b"  # letters then digits: felt252, u256
 )
+# Primitive type names (felt252, u8, u256) are not looked up as symbols: nearly every Cairo question mentions
+# them as context, and answering "I have a felt252 value..." with the felt252 type page would be wrong.
 
 STOPWORDS = frozenset(
     """a about above after again against all am an and any are as at be because been before being below

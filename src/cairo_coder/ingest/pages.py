@@ -21,7 +21,7 @@ from cairo_coder.ingest.urls import corelib_url, page_url, with_anchor
 from cairo_coder.store.documents import ChunkRecord
 
 # Bump when parsing, chunking or lexical weighting changes: every page's hash changes and is re-indexed.
-INDEX_VERSION = "3"
+INDEX_VERSION = "4"
 TITLE_WEIGHT = 3.0
 
 
@@ -76,10 +76,11 @@ def _hash(*parts: str) -> str:
 
 
 def _record(chunk: Chunk, page_title: str, url: str, source: SourceConfig, symbols: list[str],
-            metadata: dict[str, str]) -> ChunkRecord:
+            metadata: dict[str, str], title_field: str | None = None) -> ChunkRecord:
     trail_text = " > ".join(chunk.trail)
     index_text = f"{trail_text}\n{chunk.content}"
-    title_field = " ".join([*chunk.trail, *(chunk.headings or [])])
+    if title_field is None:
+        title_field = " ".join([*chunk.trail, *(chunk.headings or [])])
     terms_in_order = lexical.tokenize(chunk.content)
     terms, length = lexical.term_frequencies(chunk.content, title_field, TITLE_WEIGHT)
     return ChunkRecord(
@@ -165,6 +166,9 @@ def read_corelib_file(root: Path, rel: str, source: SourceConfig, ingest: Ingest
             for heading in [chunk.trail[-1], *(chunk.headings or [])]:
                 if heading in {m.name for m in item.methods}:
                     symbols += [f"{item.name}::{heading}".lower(), f"{item.path}::{heading}".lower()]
+            # The weighted title field is the item's own name (and method), not its module path: generic
+            # module words (core, starknet, storage) would otherwise outweigh the guides for every question.
+            title_field = " ".join([item.name, *chunk.trail[2:], *(chunk.headings or [])])
             records.append(_record(chunk, item.path, url, source, sorted(set(symbols)),
-                                   {"kind": item.kind, "file": rel}))
+                                   {"kind": item.kind, "file": rel}, title_field))
         yield _finish(item.path, item.path, url, records, [], embedder_id)

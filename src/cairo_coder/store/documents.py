@@ -18,7 +18,7 @@ from cairo_coder.store.database import connect_with_retries, create_pool, with_r
 from cairo_coder.store.embedded import EmbeddedPostgres
 from cairo_coder.types import Document, DocumentMetadata, SearchMode, SearchResult
 
-SYMBOL_WEIGHT = 3.0
+SYMBOL_BONUS = 1.0
 # A symbol named in a short question ("what does felt252_div do?") is a lookup of that item; in a long one
 # (pasted code, error output) identifiers are context, and ranking them first would bury the real answer.
 SYMBOL_QUERY_MAX_TERMS = 12
@@ -141,7 +141,7 @@ class DocumentStore:
             source,
             path,
         )
-        return {r["content_hash"]: list(map(float, r["embedding"])) for r in rows}
+        return {r["content_hash"]: _as_list(r["embedding"]) for r in rows}
 
     async def write_page(
         self,
@@ -313,13 +313,20 @@ class DocumentStore:
             symbol_hits = await rank.symbols(conn, query, 5, sources)
         lexical_hits = await lexical_rank(conn, query, limit, sources)
         if mode == "lexical" or vector is None:
-            if not symbol_hits:
-                return lexical_hits
-            rankings = [(symbol_hits, SYMBOL_WEIGHT), (lexical_hits, 1.0)]
+            ranked = lexical_hits
         else:
             dense_hits = await rank.dense(conn, vector, limit, sources)
-            rankings = [(symbol_hits, SYMBOL_WEIGHT), (lexical_hits, 1.0), (dense_hits, 1.0)]
-        return rank.reciprocal_rank_fusion(rankings, self.search_settings.rrf_k)
+            fused = rank.reciprocal_rank_fusion([(lexical_hits, 1.0), (dense_hits, 1.0)], self.search_settings.rrf_k)
+            rows = await conn.fetch("SELECT id, source, path FROM documents WHERE id = ANY($1::bigint[])",
+                                    [doc_id for doc_id, _ in fused])
+            ranked = rank.page_support(fused, {r["id"]: (r["source"], r["path"]) for r in rows})
+        if not symbol_hits:
+            return ranked
+        # Exact symbol matches come first: they are what a lookup of that name asks for.
+        symbol_ids = {doc_id for doc_id, _ in symbol_hits}
+        top = ranked[0][1] if ranked else 0.0
+        firsts = [(doc_id, top + SYMBOL_BONUS * hits) for doc_id, hits in symbol_hits]
+        return firsts + [item for item in ranked if item[0] not in symbol_ids]
 
     async def _fetch(
         self,
@@ -331,7 +338,8 @@ class DocumentStore:
     ) -> list[SearchResult]:
         if not scored:
             return []
-        ids = [doc_id for doc_id, _ in scored]
+        # Without a similarity floor the first k are the answer; with one, any candidate may be needed.
+        ids = [doc_id for doc_id, _ in (scored if min_similarity is not None else scored[:k])]
         similarity = "1 - (embedding <=> $2)" if vector is not None else "NULL::float8"
         params: list[Any] = [ids] + ([vector] if vector is not None else [])
         rows = await conn.fetch(
@@ -419,3 +427,10 @@ def _to_result(row: asyncpg.Record, score: float) -> SearchResult:
     )
     return SearchResult(document=Document(content=row["content"], metadata=meta), score=score,
                         chunk_id=row["chunk_id"])
+
+
+def _as_list(vector: Any) -> list[float]:
+    """pgvector's codec returns a Vector (or a numpy array, by version); we pass plain lists around."""
+    if hasattr(vector, "to_list"):
+        return [float(x) for x in vector.to_list()]
+    return [float(x) for x in vector]

@@ -1,0 +1,3 @@
+from cairo_coder.cli import main
+
+main()

@@ -1,0 +1,102 @@
+"""Core library item extraction and the code-aware tokenizer."""
+
+from __future__ import annotations
+
+from cairo_coder import lexical
+from cairo_coder.ingest.corelib import extract_items, module_path
+
+SOURCE = '''//! Arrays of things.
+//!
+//! # Examples
+//!
+//! ```
+//! let a = array![1];
+//! ```
+
+/// The array type.
+pub extern type Array<T>;
+
+extern fn array_new<T>() -> Array<T> nopanic;
+
+/// Basic trait for the `Array` type.
+#[generate_trait]
+pub impl ArrayImpl<T> of ArrayTrait<T> {
+    /// Constructs a new, empty `Array<T>`.
+    #[inline]
+    fn new() -> Array<T> nopanic {
+        array_new()
+    }
+
+    /// Adds a value at the end. "Braces { in strings" do not confuse the scanner.
+    fn append(ref self: Array<T>, value: T) nopanic {
+        let _s = "}";
+        array_append(ref self, value)
+    }
+}
+
+/// A span.
+#[derive(Copy, Drop)]
+pub struct Span<T> {
+    pub(crate) snapshot: @Array<T>,
+}
+
+pub(crate) fn internal_only() {}
+
+/// Divides felts.
+pub extern fn felt252_div(lhs: felt252, rhs: NonZero<felt252>) -> felt252 nopanic;
+
+/// A nested module.
+pub mod inner {
+    /// Answer.
+    pub const ANSWER: u32 = 42;
+}
+
+#[cfg(not(gas: "disabled"))]
+/// Documented variant.
+pub extern fn withdraw_gas() -> Option<()> nopanic;
+#[cfg(gas: "disabled")]
+pub fn withdraw_gas() -> Option<()> nopanic { Some(()) }
+'''
+
+
+def test_module_paths() -> None:
+    assert module_path("src/lib.cairo") == "core"
+    assert module_path("src/array.cairo") == "core::array"
+    assert module_path("src/starknet/storage/vec.cairo") == "core::starknet::storage::vec"
+    assert module_path("array.cairo") == "core::array"
+
+
+def test_extracts_public_items_with_docs_and_signatures() -> None:
+    items = {item.path: item for item in extract_items(SOURCE, "src/array.cairo")}
+    assert set(items) == {
+        "core::array", "core::array::Array", "core::array::ArrayImpl", "core::array::ArrayTrait",
+        "core::array::Span", "core::array::felt252_div", "core::array::inner", "core::array::inner::ANSWER",
+        "core::array::withdraw_gas",
+    }
+    assert "internal_only" not in str(items) and "array_new" not in str(items)
+    trait = items["core::array::ArrayTrait"]
+    assert trait.kind == "trait" and [m.name for m in trait.methods] == ["new", "append"]
+    assert trait.methods[0].doc == "Constructs a new, empty `Array<T>`."
+    assert trait.methods[1].signature == "fn append(ref self: Array<T>, value: T) nopanic"
+    div = items["core::array::felt252_div"]
+    assert div.signature.endswith("pub extern fn felt252_div(lhs: felt252, rhs: NonZero<felt252>) -> felt252 nopanic")
+    assert div.doc == "Divides felts."
+    assert "#[derive(Copy, Drop)]" in items["core::array::Span"].signature
+    assert items["core::array::withdraw_gas"].doc == "Documented variant."
+    module = items["core::array"]
+    assert module.doc.startswith("Arrays of things.") and "### Examples" in module.doc  # demoted heading
+    markdown = trait.markdown()
+    assert markdown.startswith("# core::array::ArrayTrait") and "### append" in markdown
+
+
+def test_tokenizer_keeps_identifiers_and_their_parts() -> None:
+    terms = lexical.tokenize("Use ArrayTrait::new and felt252_div with get_caller_address in the contracts")
+    for term in ("arraytrait::new", "arraytrait", "array", "trait", "felt252_div", "felt252", "div",
+                 "get_caller_address", "caller", "address", "contract"):
+        assert term in terms
+    assert "the" not in terms and "in" not in terms
+
+
+def test_identifiers_for_symbol_lookup() -> None:
+    assert lexical.identifiers("What does felt252_div do? And core::array::ArrayTrait, SpanTrait, u256?") == [
+        "felt252_div", "core::array::arraytrait", "spantrait"]
