@@ -1,0 +1,162 @@
+"""Ingestion on a real PostgreSQL: idempotent, incremental, resumable; bad files skipped; git sources."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from cairo_coder.embeddings import LocalEmbedder
+from cairo_coder.ingest import loader
+from cairo_coder.ingest.loader import Ingester, SourceUnavailableError
+from cairo_coder.store import DocumentStore
+from cairo_coder.types import DocumentSource
+from tests.conftest import make_settings
+from tests.integration.mini_corpus import write_mini_corpus
+
+BOOK, SCARB = DocumentSource.CAIRO_BOOK, DocumentSource.SCARB_DOCS
+
+
+async def row_writes(url: str) -> int:
+    """Rows inserted, updated or deleted in our tables, from PostgreSQL's own statistics."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+        return int(await conn.fetchval(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables "
+            "WHERE relname IN ('documents', 'pages', 'lexical_postings', 'lexical_terms', 'store_info')"))
+    finally:
+        await conn.close()
+
+
+class CountingEmbedder(LocalEmbedder):
+    """The real local embedder, failing on demand after a number of calls (to interrupt a run)."""
+
+    def __init__(self, inner: LocalEmbedder, fail_after: int | None = None) -> None:
+        super().__init__(inner.settings)
+        self._model = inner._load()
+        self.fail_after = fail_after
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise RuntimeError("simulated crash")
+        return await super().embed(texts)
+
+
+async def test_ingest_resolves_includes_skips_bad_pages_and_is_idempotent(
+    db_url: str, tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
+    settings = make_settings(db_url)
+    corpus = write_mini_corpus(tmp_path / "corpus")
+    embedder = CountingEmbedder(local_embedder)
+    store = await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True)
+    try:
+        ingester = Ingester(settings, store)
+        report = await ingester.ingest_source(BOOK, corpus)
+        assert (report.pages, report.new, report.updated, report.deleted) == (3, 3, 0, 0)
+        assert [f.path for f in report.failed] == ["ch03-broken.md"]
+        assert "no closing '---'" in report.failed[0].reason
+        assert any("ch04-missing.md" in w and "nowhere/src/lib.cairo" in w for w in report.warnings)
+        assert report.commit is None
+        conn = await asyncpg.connect(db_url)
+        contents = [r["content"] for r in await conn.fetch("SELECT content FROM documents")]
+        await conn.close()
+        assert any("counter: u128," in c for c in contents)
+        assert not any("{{#" in c or "ANCHOR" in c for c in contents)
+
+        calls, writes = embedder.calls, await row_writes(db_url)
+        again = await ingester.ingest_source(BOOK, corpus)
+        assert (again.unchanged, again.new, again.updated, again.deleted) == (3, 0, 0, 0)
+        assert embedder.calls == calls, "a re-run with nothing changed must not embed"
+        assert await row_writes(db_url) == writes, "a re-run with nothing changed must not write rows"
+
+        # Change one page, delete another: only those are touched.
+        page = corpus / "cairo_book" / "ch01-storage.md"
+        page.write_text(page.read_text() + "\n## Storage Nodes\n\nNested structs in storage are storage nodes.\n")
+        (corpus / "cairo_book" / "ch02-arrays.md").unlink()
+        texts = embedder.texts_embedded
+        changed = await ingester.ingest_source(BOOK, corpus)
+        assert (changed.updated, changed.deleted, changed.unchanged, changed.new) == (1, 1, 1, 0)
+        assert embedder.texts_embedded - texts == 1, "only the changed chunk of the changed page is embedded"
+        hits = await store.search("nested structs storage nodes", k=3)
+        assert "Nested structs in storage are storage nodes." in hits[0].document.content
+        assert not [h for h in await store.search("append to an array", k=10) if h.document.metadata.path
+                    == "ch02-arrays.md"]
+    finally:
+        await store.close()
+
+
+async def test_interrupted_run_resumes_without_redoing_written_pages(
+    db_url: str, tmp_path: Path, local_embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(loader, "EMBED_BATCH_CHUNKS", 1)  # one flush per page
+    settings = make_settings(db_url)
+    corpus = write_mini_corpus(tmp_path / "corpus")
+    crashing = CountingEmbedder(local_embedder, fail_after=1)
+    store = await DocumentStore.open(settings.database, crashing, settings.search, for_writing=True)
+    try:
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            await Ingester(settings, store).ingest_source(BOOK, corpus)
+        assert len(await store.page_hashes("cairo_book")) == 1
+    finally:
+        await store.close()
+    healthy = CountingEmbedder(local_embedder)
+    store = await DocumentStore.open(settings.database, healthy, settings.search, for_writing=True)
+    try:
+        report = await Ingester(settings, store).ingest_source(BOOK, corpus)
+        assert (report.unchanged, report.new) == (1, 2)
+        assert len(await store.page_hashes("cairo_book")) == 3
+    finally:
+        await store.close()
+
+
+def _git(*args: str, cwd: Path) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+async def test_ingest_clones_the_repository_and_records_its_commit(
+    db_url: str, tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
+    repo = tmp_path / "scarb-repo"
+    docs = repo / "website" / "docs"
+    write_mini_corpus(tmp_path / "corpus")
+    docs.mkdir(parents=True)
+    for page in (tmp_path / "corpus" / "scarb_docs").rglob("*.md"):
+        target = docs / page.relative_to(tmp_path / "corpus" / "scarb_docs")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(page.read_text())
+    _git("init", "-q", "-b", "main", cwd=repo)
+    _git("add", ".", cwd=repo)
+    _git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "docs", cwd=repo)
+    head = _git("rev-parse", "HEAD", cwd=repo)
+    settings = make_settings(db_url, CAIRO_CODER_SOURCES__SCARB_DOCS__REPOSITORY=str(repo),
+                             CAIRO_CODER_INGEST__CACHE_DIR=str(tmp_path / "cache"))
+    store = await DocumentStore.open(settings.database, local_embedder, settings.search, for_writing=True)
+    try:
+        report = await Ingester(settings, store).ingest_source(SCARB)
+        assert (report.pages, report.commit) == (2, head)
+        assert (tmp_path / "cache" / "repos" / "scarb_docs" / ".git").is_dir()
+        status = await store.status()
+        assert status["sources"]["scarb_docs"]["commit"] == head
+        top = (await store.search("edition key", k=1))[0]
+        assert top.document.metadata.url.startswith("https://docs.swmansion.com/scarb/docs/reference/manifest.html#")
+    finally:
+        await store.close()
+
+
+async def test_offline_without_local_tree_says_how_to_point_at_one(db_url: str, tmp_path: Path) -> None:
+    settings = make_settings(db_url, CAIRO_CODER_SOURCES__SCARB_DOCS__REPOSITORY=str(tmp_path / "no-such-repo"),
+                             CAIRO_CODER_INGEST__CACHE_DIR=str(tmp_path / "cache"))
+    from cairo_coder.embeddings import NoEmbedder
+
+    store = await DocumentStore.open(settings.database, NoEmbedder(), settings.search, for_writing=True)
+    try:
+        with pytest.raises(SourceUnavailableError) as info:
+            await Ingester(settings, store).ingest_source(SCARB)
+        message = str(info.value)
+        assert "cannot fetch" in message and "--from DIR" in message and "CAIRO_CODER_CORPUS" in message
+    finally:
+        await store.close()

@@ -1,0 +1,155 @@
+"""The store on a real PostgreSQL: migrations, search modes, filters, thresholds, embedder binding, errors."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from cairo_coder.config import DatabaseSettings, EmbeddingSettings
+from cairo_coder.embeddings import LocalEmbedder, NoEmbedder
+from cairo_coder.ingest.loader import Ingester
+from cairo_coder.store import (
+    DatabaseAuthError,
+    DatabaseUnavailableError,
+    DocumentStore,
+    EmbedderMismatchError,
+)
+from cairo_coder.store.database import with_retries
+from cairo_coder.store.schema import SCHEMA_VERSION
+from cairo_coder.types import DocumentSource
+from tests.conftest import make_settings
+from tests.integration.mini_corpus import write_mini_corpus
+
+
+async def _ingested_store(db_url: str, tmp_path: Path, embedder: LocalEmbedder | NoEmbedder) -> DocumentStore:
+    settings = make_settings(db_url)
+    corpus = write_mini_corpus(tmp_path / "corpus")
+    store = await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True)
+    ingester = Ingester(settings, store)
+    for source in (DocumentSource.CAIRO_BOOK, DocumentSource.SCARB_DOCS):
+        await ingester.ingest_source(source, corpus)
+    return store
+
+
+async def test_migrations_apply_once_and_record_version(db_url: str) -> None:
+    settings = make_settings(db_url)
+    for _ in range(2):
+        store = await DocumentStore.open(settings.database, NoEmbedder(), settings.search)
+        assert store.schema_version == SCHEMA_VERSION
+        await store.close()
+    conn = await asyncpg.connect(db_url)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == len(range(SCHEMA_VERSION))
+        indexes = {r["indexname"] for r in await conn.fetch("SELECT indexname FROM pg_indexes")}
+        assert {"documents_lexemes_idx", "documents_source_idx", "lexical_postings_term_idx"} <= indexes
+    finally:
+        await conn.close()
+
+
+async def test_every_search_mode_returns_scored_results_with_metadata(
+    db_url: str, tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
+    store = await _ingested_store(db_url, tmp_path, local_embedder)
+    try:
+        conn = await asyncpg.connect(db_url)
+        access = await conn.fetchval(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'documents_embedding_idx'")
+        await conn.close()
+        assert "hnsw" in access and "vector_cosine_ops" in access
+        for mode in ("dense", "lexical", "hybrid"):
+            results = await store.search("How do I append to an array?", k=3, mode=mode)  # type: ignore[arg-type]
+            assert results, mode
+            top = results[0]
+            assert top.document.metadata.path == "ch02-arrays.md", mode
+            assert top.document.metadata.url == "https://book.cairo-lang.org/ch02-arrays.html#arrays"
+            assert top.document.metadata.title == "Arrays"
+            assert "arr.append(42);" in top.document.content  # the include was resolved
+            assert "{{#" not in top.document.content
+            assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
+        dense = await store.search("storage variables", k=2, mode="dense")
+        assert all(-1.0 <= r.score <= 1.0 for r in dense)
+        assert dense[0].document.metadata.similarity == pytest.approx(dense[0].score, abs=1e-5)  # type: ignore[attr-defined]
+    finally:
+        await store.close()
+
+
+async def test_source_filter_and_similarity_threshold(db_url: str, tmp_path: Path,
+                                                      local_embedder: LocalEmbedder) -> None:
+    store = await _ingested_store(db_url, tmp_path, local_embedder)
+    try:
+        for mode in ("dense", "lexical", "hybrid"):
+            results = await store.search("edition of the package manifest", k=10, sources=["scarb_docs"],
+                                         mode=mode)  # type: ignore[arg-type]
+            assert results and {r.document.metadata.source for r in results} == {"scarb_docs"}, mode
+            none = await store.search("edition of the package manifest", k=10, sources=["dojo_docs"],
+                                      mode=mode)  # type: ignore[arg-type]
+            assert none == [], mode
+        loose = await store.search("storage mapping", k=20, min_similarity=-1.0)
+        strict = await store.search("storage mapping", k=20, min_similarity=0.4)
+        assert 0 < len(strict) < len(loose)
+        assert all(r.document.metadata.similarity >= 0.4 for r in strict)  # type: ignore[attr-defined]
+    finally:
+        await store.close()
+
+
+async def test_embedder_mismatch_is_a_clear_error_and_reindex_fixes_it(
+    db_url: str, tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
+    store = await _ingested_store(db_url, tmp_path, local_embedder)
+    await store.close()
+    settings = make_settings(db_url)
+    other = LocalEmbedder(EmbeddingSettings(max_tokens=256))  # a different embedder id
+    with pytest.raises(EmbedderMismatchError) as info:
+        await DocumentStore.open(settings.database, other, settings.search, for_writing=True)
+    assert "local:all-MiniLM-L6-v2:128" in str(info.value) and "cairo-coder ingest --reindex" in str(info.value)
+    with pytest.raises(EmbedderMismatchError):
+        await DocumentStore.open(settings.database, other, settings.search)  # dense reader
+    lexical_reader = await DocumentStore.open(settings.database, NoEmbedder(), settings.search)
+    try:
+        assert (await lexical_reader.search("storage", k=1))[0].document.metadata.source == "cairo_book"
+    finally:
+        await lexical_reader.close()
+    lexical_writer = await DocumentStore.open(settings.database, NoEmbedder(), settings.search)
+    try:
+        with pytest.raises(EmbedderMismatchError):
+            await lexical_writer.bind_for_writing()
+        await lexical_writer.reset()  # what `ingest --reindex` does
+        assert (await lexical_writer.status())["embedder"] == {"id": "none", "dimensions": 0}
+    finally:
+        await lexical_writer.close()
+
+
+async def test_database_down_and_missing_database_are_precise_errors(db_url: str) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once the socket is closed
+    down = DatabaseSettings(url=f"postgresql://postgres@127.0.0.1:{port}/cairo", connect_timeout=2)
+    with pytest.raises(DatabaseUnavailableError) as info:
+        await DocumentStore.open(down, NoEmbedder())
+    assert f"cannot reach PostgreSQL at 127.0.0.1:{port}/cairo" in str(info.value)
+    assert "DATABASE_URL" in str(info.value)
+    missing = DatabaseSettings(url=db_url.replace("/test_", "/nope_"), connect_timeout=2)
+    with pytest.raises(DatabaseAuthError, match="does not exist"):
+        await DocumentStore.open(missing, NoEmbedder())
+
+
+async def test_transient_errors_are_retried_then_reported() -> None:
+    calls = {"n": 0}
+
+    async def flaky() -> str:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle")
+        return "ok"
+
+    assert await with_retries(flaky, base_delay=0.01) == "ok"
+    assert calls["n"] == 3
+
+    async def always_down() -> str:
+        raise asyncpg.exceptions.CannotConnectNowError("the database system is shutting down")
+
+    with pytest.raises(DatabaseUnavailableError, match="kept failing after 2 attempts"):
+        await with_retries(always_down, attempts=2, base_delay=0.01)
