@@ -14,9 +14,9 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from cairo_coder.config import EmbeddingSettings, Settings, load_settings  # noqa: E402
-from cairo_coder.embeddings import LocalEmbedder  # noqa: E402
-from cairo_coder.store.embedded import EmbeddedPostgres  # noqa: E402
+from cairo_coder.config import EmbeddingSettings, Settings, load_settings
+from cairo_coder.embeddings import LocalEmbedder
+from cairo_coder.store.embedded import EmbeddedPostgres
 
 REPO = Path(__file__).resolve().parents[1]
 

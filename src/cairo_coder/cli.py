@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cairo_coder.config import ConfigError, Settings, load_settings_with_origin, masked
-from cairo_coder.types import DocumentSource, SearchMode
+from cairo_coder.types import DocumentSource
 
 T = TypeVar("T")
 app = typer.Typer(
@@ -269,7 +269,7 @@ def search(
         store = await _open_store(settings)
         try:
             return list(await store.search(query, k, [s.value for s in sources] if sources else None,
-                                           chosen_mode, min_similarity))  # type: ignore[arg-type]
+                                           chosen_mode, min_similarity))
         finally:
             await store.close()
 
@@ -313,7 +313,7 @@ def eval_retrieval(
         store = await _open_store(settings)
         try:
             async def search_fn(query: str) -> Any:
-                return await store.search(query, CHUNKS_PER_QUERY, None, chosen_mode)  # type: ignore[arg-type]
+                return await store.search(query, CHUNKS_PER_QUERY, None, chosen_mode)
 
             return await evaluate(items, search_fn, k)
         finally:

@@ -421,8 +421,8 @@ def _describe(exc: ValidationError, layers: _Layered) -> str:
 
 def masked(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data, with secrets (API keys, passwords in URLs) masked."""
-    data = settings.model_dump(mode="json")
-    return _mask(data)
+    data: dict[str, Any] = _mask(settings.model_dump(mode="json"))
+    return data
 
 
 def _mask(node: Any, key: str = "") -> Any:

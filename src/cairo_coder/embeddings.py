@@ -135,6 +135,7 @@ class RemoteEmbedder:
     """Any LiteLLM embedding model (``openai/text-embedding-3-large``...), batched, with retry and backoff."""
 
     RETRIES = 5
+    BASE_DELAY = 0.5
 
     def __init__(self, settings: EmbeddingSettings, llm: LLMSettings | None = None) -> None:
         self.settings = settings
@@ -169,7 +170,8 @@ class RemoteEmbedder:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         import litellm
 
-        kwargs: dict[str, Any] = {"model": self.settings.model, "input": batch}
+        # Retries are ours (below), so that backoff and the final message are the same for every provider.
+        kwargs: dict[str, Any] = {"model": self.settings.model, "input": batch, "max_retries": 0}
         if self.settings.dimensions and "text-embedding-3" in self.settings.model:
             kwargs["dimensions"] = self.settings.dimensions
         if self.settings.api_base:
@@ -201,7 +203,7 @@ class RemoteEmbedder:
                     raise EmbeddingError(
                         f"embedding with {self.settings.model} failed after {self.RETRIES + 1} attempts: {exc}"
                     ) from exc
-                delay = min(30.0, 0.5 * 2**attempt) * (0.5 + random.random())
+                delay = min(30.0, self.BASE_DELAY * 2**attempt) * (0.5 + random.random())
                 logger.warning("embedding call failed (%s); retrying in %.1fs", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
             except litellm.AuthenticationError as exc:

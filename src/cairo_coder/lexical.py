@@ -24,16 +24,18 @@ IDENTIFIER_RE = re.compile(
 # Primitive type names (felt252, u8, u256) are not looked up as symbols: nearly every Cairo question mentions
 # them as context, and answering "I have a felt252 value..." with the felt252 type page would be wrong.
 
-STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before being below
-    between both but by can could did do does doing down during each few for from further had has have having
-    he her here hers herself him himself his how i if in into is it its itself just me more most my myself no
-    nor not now of off on once only or other our ours ourselves out over own same she should so some such than
-    that the their theirs them themselves then there these they this those through to too under until up very
-    was we were what when where which while who whom why will with would you your yours yourself yourselves
-    also may might must shall us let lets get got gets use using used want wants need needs like one two
-    hi hello please thanks thank help anyone something way ways know tell show give make made e g eg etc ie""".split()
-)
+_STOPWORD_TEXT = """
+a about above after again against all am an and any are as at be because been before being below
+between both but by can could did do does doing down during each few for from further had has have
+having he her here hers herself him himself his how i if in into is it its itself just me more most
+my myself no nor not now of off on once only or other our ours ourselves out over own same she
+should so some such than that the their theirs them themselves then there these they this those
+through to too under until up very was we were what when where which while who whom why will with
+would you your yours yourself yourselves also may might must shall us let lets get got gets use
+using used want wants need needs like one two hi hello please thanks thank help anyone something way
+ways know tell show give make made e g eg etc ie
+"""
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 _STEMMER = snowballstemmer.stemmer("english")
 MAX_TOKEN_LENGTH = 64
@@ -85,7 +87,7 @@ def term_frequencies(text: str, title: str = "", title_weight: float = 3.0) -> t
     length = sum(body.values())
     if title:
         for term, count in Counter(tokenize(title)).items():
-            body[term] += int(round(count * title_weight))
+            body[term] += round(count * title_weight)
     return body, length
 
 

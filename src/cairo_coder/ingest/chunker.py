@@ -92,12 +92,12 @@ def chunk_page(
         if section.level == 0:
             located.append(([page.title], None, section))
             continue
-        anchor = registry.anchor(section.heading, section.explicit_anchor)
+        section_anchor = registry.anchor(section.heading, section.explicit_anchor)
         while stack and stack[-1][0] >= section.level:
             stack.pop()
         stack.append((section.level, heading_text(section.heading)))
         trail = [page.title] + [h for lvl, h in stack if not (lvl == 1 and h == page.title)]
-        located.append((trail, anchor, section))
+        located.append((trail, section_anchor, section))
 
     chunks: list[Chunk] = []
     pending: tuple[list[str], str | None, str, list[str]] | None = None

@@ -105,7 +105,7 @@ def embedding_text(record: ChunkRecord) -> str:
 
 def _finish(path: str, title: str, url: str, records: list[ChunkRecord], warnings: list[str],
             embedder_id: str) -> PageRecord:
-    page_hash = _hash(INDEX_VERSION, embedder_id, path, title, url,
+    page_hash = _hash(INDEX_VERSION, str(TITLE_WEIGHT), embedder_id, path, title, url,
                       *(f"{r.url}\x01{r.content_hash}\x01{','.join(r.symbols)}" for r in records))
     return PageRecord(path, title, url, records, page_hash, warnings)
 

@@ -10,6 +10,7 @@ from typing import TypeVar
 from urllib.parse import parse_qs, urlparse
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from pgvector.asyncpg import register_vector
 
 from cairo_coder.store.errors import (
@@ -21,6 +22,8 @@ from cairo_coder.store.errors import (
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+# A plain connection or one borrowed from the pool: the query code accepts both.
+Conn = asyncpg.Connection | PoolConnectionProxy
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.ConnectionDoesNotExistError,
@@ -81,18 +84,18 @@ async def with_retries(
     raise AssertionError("unreachable")
 
 
-async def connect_once(url: str, timeout: float) -> asyncpg.Connection:
+async def connect_once(url: str, connect_timeout: float) -> asyncpg.Connection:
     try:
-        return await asyncpg.connect(url, timeout=timeout)
+        return await asyncpg.connect(url, timeout=connect_timeout)
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         raise map_connect_error(exc, url) from exc
 
 
-async def connect_with_retries(url: str, timeout: float, attempts: int = 3) -> asyncpg.Connection:
+async def connect_with_retries(url: str, connect_timeout: float, attempts: int = 3) -> asyncpg.Connection:
     last: StoreError | None = None
     for attempt in range(attempts):
         try:
-            return await connect_once(url, timeout)
+            return await connect_once(url, connect_timeout)
         except DatabaseUnavailableError as exc:
             last = exc
             if attempt < attempts - 1:
@@ -110,10 +113,10 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("tsvector", encoder=str, decoder=str, schema="pg_catalog", format="text")
 
 
-async def create_pool(url: str, min_size: int, max_size: int, timeout: float) -> asyncpg.Pool:
+async def create_pool(url: str, min_size: int, max_size: int, connect_timeout: float) -> asyncpg.Pool:
     try:
         pool = await asyncpg.create_pool(
-            url, min_size=min_size, max_size=max_size, timeout=timeout, init=_init_connection
+            url, min_size=min_size, max_size=max_size, timeout=connect_timeout, init=_init_connection
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
         raise map_connect_error(exc, url) from exc

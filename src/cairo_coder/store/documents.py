@@ -14,7 +14,7 @@ from cairo_coder.config import DatabaseSettings, SearchSettings
 from cairo_coder.embeddings import Embedder
 from cairo_coder.store import schema
 from cairo_coder.store import search as rank
-from cairo_coder.store.database import connect_with_retries, create_pool, with_retries
+from cairo_coder.store.database import Conn, connect_with_retries, create_pool, with_retries
 from cairo_coder.store.embedded import EmbeddedPostgres
 from cairo_coder.types import Document, DocumentMetadata, SearchMode, SearchResult
 
@@ -183,7 +183,7 @@ class DocumentStore:
         self.stats.chunks_deleted += deleted
         return deleted
 
-    async def _delete_page_chunks(self, conn: asyncpg.Connection, source: str, paths: list[str]) -> int:
+    async def _delete_page_chunks(self, conn: Conn, source: str, paths: list[str]) -> int:
         ids = [r["id"] for r in await conn.fetch(
             "SELECT id FROM documents WHERE source = $1 AND path = ANY($2::text[])", source, paths)]
         if not ids:
@@ -201,7 +201,7 @@ class DocumentStore:
         return len(ids)
 
     async def _insert_chunks(
-        self, conn: asyncpg.Connection, source: str, path: str, chunks: list[ChunkRecord], commit: str | None
+        self, conn: Conn, source: str, path: str, chunks: list[ChunkRecord], commit: str | None
     ) -> None:
         if not chunks:
             return
@@ -297,7 +297,7 @@ class DocumentStore:
 
     async def _rank(
         self,
-        conn: asyncpg.Connection,
+        conn: Conn,
         query: str,
         vector: list[float] | None,
         limit: int,
@@ -330,7 +330,7 @@ class DocumentStore:
 
     async def _fetch(
         self,
-        conn: asyncpg.Connection,
+        conn: Conn,
         scored: list[tuple[int, float]],
         vector: list[float] | None,
         k: int,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from cairo_coder.store.database import Conn
 from cairo_coder.store.errors import EmbedderMismatchError, PgvectorMissingError, SchemaVersionError
 
 MIGRATION_LOCK = 0x6361_6972_6F  # "cairo": one advisory lock id for every cairo-coder migrator
@@ -86,7 +87,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
-async def ensure_pgvector(conn: asyncpg.Connection) -> None:
+async def ensure_pgvector(conn: Conn) -> None:
     available = await conn.fetchval("SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'")
     if not available:
         raise PgvectorMissingError(
@@ -104,7 +105,7 @@ async def ensure_pgvector(conn: asyncpg.Connection) -> None:
         ) from exc
 
 
-async def migrate(conn: asyncpg.Connection) -> int:
+async def migrate(conn: Conn) -> int:
     """Apply pending migrations; return the schema version. Safe to call concurrently."""
     await ensure_pgvector(conn)
     async with conn.transaction():
@@ -132,7 +133,7 @@ async def migrate(conn: asyncpg.Connection) -> int:
         return int(await conn.fetchval("SELECT max(version) FROM schema_migrations"))
 
 
-async def bound_embedder(conn: asyncpg.Connection) -> tuple[str, int] | None:
+async def bound_embedder(conn: Conn) -> tuple[str, int] | None:
     rows = await conn.fetch("SELECT key, value FROM store_info WHERE key IN ('embedder', 'dimensions')")
     info = {r["key"]: r["value"] for r in rows}
     if "embedder" not in info:
@@ -140,7 +141,7 @@ async def bound_embedder(conn: asyncpg.Connection) -> tuple[str, int] | None:
     return info["embedder"], int(info["dimensions"])
 
 
-async def bind_embedder(conn: asyncpg.Connection, embedder_id: str, dimensions: int, *, for_writing: bool) -> None:
+async def bind_embedder(conn: Conn, embedder_id: str, dimensions: int, *, for_writing: bool) -> None:
     """Record the embedder of an empty store (adding the vector column), or check it matches.
 
     A lexical-only reader (dimensions 0) may open any store; a writer or a dense reader must match exactly.
@@ -176,7 +177,7 @@ async def bind_embedder(conn: asyncpg.Connection, embedder_id: str, dimensions: 
         )
 
 
-async def reset_embedder(conn: asyncpg.Connection) -> None:
+async def reset_embedder(conn: Conn) -> None:
     """Drop every indexed document and the embedder binding (for a re-index with another embedder)."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)

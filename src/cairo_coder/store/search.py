@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import asyncpg
-
 from cairo_coder import lexical
+from cairo_coder.store.database import Conn
 
 # BM25 parameters. Impacts are precomputed at write time with a fixed pivot length (the typical chunk length)
 # instead of the live average, so that adding documents never rewrites existing postings.
@@ -42,7 +41,7 @@ def tsvector_literal(terms_in_order: Sequence[str], title_terms: set[str]) -> st
 
 
 async def dense(
-    conn: asyncpg.Connection, vector: Sequence[float], limit: int, sources: list[str] | None
+    conn: Conn, vector: Sequence[float], limit: int, sources: list[str] | None
 ) -> list[tuple[int, float]]:
     """Cosine similarity over the HNSW index; falls back to an exact scan when a source filter starves it."""
     sql = """SELECT id, 1 - (embedding <=> $1) AS score FROM documents
@@ -57,7 +56,7 @@ async def dense(
     return [(r["id"], float(r["score"])) for r in rows]
 
 
-async def weighted_terms(conn: asyncpg.Connection, query: str) -> list[tuple[str, float]]:
+async def weighted_terms(conn: Conn, query: str) -> list[tuple[str, float]]:
     """The query's indexed terms with their BM25 idf, most informative first (at most MAX_QUERY_TERMS)."""
     terms = lexical.query_terms(query)
     if not terms:
@@ -74,7 +73,7 @@ async def weighted_terms(conn: asyncpg.Connection, query: str) -> list[tuple[str
 
 
 async def bm25(
-    conn: asyncpg.Connection, query: str, limit: int, sources: list[str] | None
+    conn: Conn, query: str, limit: int, sources: list[str] | None
 ) -> list[tuple[int, float]]:
     weighted = await weighted_terms(conn, query)
     if not weighted:
@@ -97,7 +96,7 @@ async def bm25(
 
 
 async def full_text(
-    conn: asyncpg.Connection, query: str, limit: int, sources: list[str] | None
+    conn: Conn, query: str, limit: int, sources: list[str] | None
 ) -> list[tuple[int, float]]:
     """PostgreSQL full-text ranking (ts_rank_cd over the GIN-indexed tsvector), OR of the informative terms."""
     weighted = await weighted_terms(conn, query)
@@ -117,7 +116,7 @@ async def full_text(
 
 
 async def symbols(
-    conn: asyncpg.Connection, query: str, limit: int, sources: list[str] | None
+    conn: Conn, query: str, limit: int, sources: list[str] | None
 ) -> list[tuple[int, float]]:
     """Documents that define an identifier named in the query (``ArrayTrait``, ``core::array::ArrayTrait``)."""
     names = lexical.identifiers(query)

@@ -1,0 +1,40 @@
+"""Helpers shared by the benchmarks: a throwaway embedded PostgreSQL and the shared corpus location."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from cairo_coder.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = Path(os.environ.get("CAIRO_CODER_CORPUS") or REPO.parent / "shared" / "corpus")
+DATASET = Path(os.environ.get("CAIRO_CODER_EVAL_DATASET") or REPO.parent / "shared" / "eval" / "retrieval_dev.jsonl")
+
+
+def bench_settings(name: str, **env: str) -> Settings:
+    """Settings on an embedded PostgreSQL in a benchmark-specific data dir (kept between runs under .bench/)."""
+    root = Path(os.environ.get("CAIRO_CODER_BENCH_DIR") or REPO / ".bench")
+    root.mkdir(exist_ok=True)
+    return load_settings(environ={**{k: v for k, v in os.environ.items() if k.startswith("CAIRO_CODER_")},
+                                  "CAIRO_CODER_DATABASE__DATA_DIR": str(root / name), **env})
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def describe(values_ms: list[float]) -> str:
+    return (f"p50 {percentile(values_ms, 50):7.2f} ms  p99 {percentile(values_ms, 99):7.2f} ms  "
+            f"mean {statistics.fmean(values_ms):7.2f} ms  (n={len(values_ms)})")
+
+
+def scratch_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="cairo-coder-bench-"))

@@ -1,0 +1,134 @@
+"""Search latency per mode (dense, lexical, hybrid) at the shared corpus size and at 100,000 chunks.
+
+    uv run --extra local python benchmarks/search.py [--chunks 100000] [--repeat 3]
+
+The shared corpus is ingested once (kept under .bench/), then the labelled questions of the eval set are run
+``--repeat`` times per mode through DocumentStore.search (k=5), end to end: query embedding included. The
+store is then grown to ``--chunks`` synthetic chunks derived from the real ones (same term distribution, real
+vectors plus noise, a random 20% of each copy's terms dropped) and measured again. Query embedding time is
+reported on its own so that database time can be read off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from cairo_coder.embeddings import create_embedder
+from cairo_coder.ingest.loader import Ingester
+from cairo_coder.store import DocumentStore
+from common import CORPUS, DATASET, bench_settings, describe
+
+MODES = ("dense", "lexical", "hybrid")
+
+
+async def measure(store: DocumentStore, queries: list[str], repeat: int, label: str) -> None:
+    count = await store.pool.fetchval("SELECT count(*) FROM documents")
+    print(f"\n== {label}: {count} chunks, {len(queries)} queries x {repeat}")
+    for q in queries[:5]:  # warm caches and the model
+        await store.search(q, 5, mode="hybrid")
+    embed_ms = []
+    for q in queries:
+        started = time.perf_counter()
+        await store.embedder.embed_query(q)
+        embed_ms.append((time.perf_counter() - started) * 1000)
+    print(f"{'query embedding':<22} {describe(embed_ms)}")
+    for mode in MODES:
+        timings = []
+        for _ in range(repeat):
+            for q in queries:
+                started = time.perf_counter()
+                await store.search(q, 5, mode=mode)  # type: ignore[arg-type]
+                timings.append((time.perf_counter() - started) * 1000)
+        print(f"{mode + ' search':<22} {describe(timings)}")
+    filtered = []
+    for q in queries:
+        started = time.perf_counter()
+        await store.search(q, 5, sources=["starknet_js"], mode="hybrid")
+        filtered.append((time.perf_counter() - started) * 1000)
+    print(f"{'hybrid, 1 source':<22} {describe(filtered)}")
+
+
+async def grow(store: DocumentStore, target: int) -> None:
+    """Add synthetic chunks until the store holds ``target`` chunks (SQL-side, in batches)."""
+    async with store.pool.acquire() as conn:
+        base = await conn.fetchval("SELECT count(*) FROM documents WHERE path NOT LIKE '%#synthetic-%'")
+        current = await conn.fetchval("SELECT count(*) FROM documents")
+        if current >= target:
+            return
+        started = time.perf_counter()
+        await conn.execute("DROP INDEX IF EXISTS documents_embedding_idx")
+        copy = 0
+        while current < target:
+            copy += 1
+            take = min(base, target - current)
+            async with conn.transaction():
+                await conn.execute(
+                    """CREATE TEMP TABLE synth ON COMMIT DROP AS
+                       SELECT id AS old_id, nextval('documents_id_seq') AS new_id FROM documents
+                       WHERE path NOT LIKE '%#synthetic-%' ORDER BY id LIMIT $1""", take)
+                await conn.execute(
+                    """INSERT INTO documents (id, chunk_id, source, path, title, section, url, chunk_number,
+                           content, content_hash, lexemes, token_count, symbols, metadata, embedding)
+                       SELECT s.new_id, d.chunk_id || '#synthetic-' || s.new_id, d.source,
+                              d.path || '#synthetic-' || $1, d.title, d.section, d.url, d.chunk_number, d.content,
+                              md5(d.content || s.new_id), d.lexemes, d.token_count, '{}', d.metadata,
+                              (SELECT array_agg(x + (random() - 0.5) * 0.04) FROM unnest(d.embedding::real[]) x)
+                                  ::vector
+                       FROM synth s JOIN documents d ON d.id = s.old_id""", str(copy))
+                await conn.execute(
+                    """INSERT INTO lexical_postings (term, doc_id, source, impact)
+                       SELECT p.term, s.new_id, p.source, p.impact * (0.8 + random() * 0.4)
+                       FROM synth s JOIN lexical_postings p ON p.doc_id = s.old_id WHERE random() > 0.2""")
+                await conn.execute(
+                    """UPDATE lexical_terms t SET df = c.n FROM
+                         (SELECT term, count(*) AS n FROM lexical_postings GROUP BY term) c WHERE t.term = c.term""")
+                await conn.execute("UPDATE lexical_terms SET df = (SELECT count(*) FROM documents) WHERE term = ''")
+            current += take
+            print(f"  {current} chunks ({time.perf_counter() - started:.0f} s)", flush=True)
+        await conn.execute("SET maintenance_work_mem = '1GB'")
+        await conn.execute(
+            "CREATE INDEX documents_embedding_idx ON documents USING hnsw (embedding vector_cosine_ops)")
+        await conn.execute("VACUUM ANALYZE documents")
+        await conn.execute("VACUUM ANALYZE lexical_postings")
+        await conn.execute("ANALYZE lexical_terms")
+        print(f"  grown to {current} chunks and HNSW rebuilt in {time.perf_counter() - started:.0f} s")
+
+
+async def run(chunks: int, repeat: int) -> None:
+    settings = bench_settings("search")
+    store = await DocumentStore.open(settings.database, create_embedder(settings.embeddings), settings.search,
+                                     for_writing=True)
+    try:
+        if not await store.pool.fetchval("SELECT count(*) FROM documents"):
+            print("ingesting the shared corpus (once)...")
+            ingester = Ingester(settings, store)
+            for source in [s for s in settings.sources if (CORPUS / s.value).is_dir()]:
+                await ingester.ingest_source(source, CORPUS)
+        queries = [json.loads(line)["query"] for line in DATASET.read_text().splitlines() if line.strip()]
+        original = await store.pool.fetchval("SELECT count(*) FROM documents WHERE path NOT LIKE '%#synthetic-%'")
+        if await store.pool.fetchval("SELECT count(*) FROM documents") == original:
+            await measure(store, queries, repeat, "shared corpus")
+        print(f"\ngrowing the store to {chunks} chunks...")
+        await grow(store, chunks)
+        await measure(store, queries, repeat, f"{chunks} chunks")
+    finally:
+        await store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(run(args.chunks, args.repeat))
+
+
+if __name__ == "__main__":
+    main()

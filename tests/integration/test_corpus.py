@@ -1,0 +1,178 @@
+"""The whole shared corpus ingested with the offline default (local MiniLM, hybrid search): ingestion
+summary, retrieval quality against the targets, corelib exact lookups, every mode and filter, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import pytest
+
+from cairo_coder.embeddings import LocalEmbedder
+from cairo_coder.evaluation import CHUNKS_PER_QUERY, evaluate, load_dataset
+from cairo_coder.ingest.loader import Ingester, SourceReport
+from cairo_coder.store import DocumentStore
+from cairo_coder.store.embedded import EmbeddedPostgres
+from cairo_coder.types import DocumentSource
+from tests.conftest import corpus_dir, database_url, eval_dataset, make_settings
+
+CORPUS_SOURCES = [DocumentSource(s) for s in ("cairo_book", "starknet_foundry", "scarb_docs", "cairo_by_example",
+                                               "openzeppelin_docs", "corelib_docs", "dojo_docs", "starknet_js")]
+RECALL_AT_5_TARGET = 0.85
+MRR_AT_10_TARGET = 0.65
+
+
+@dataclass
+class Corpus:
+    url: str
+    store: DocumentStore
+    reports: list[SourceReport]
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+async def corpus(pg_server: EmbeddedPostgres, local_embedder: LocalEmbedder) -> AsyncIterator[Corpus]:
+    if not (corpus_dir() / "MANIFEST.json").is_file():
+        pytest.fail(f"the shared corpus is missing at {corpus_dir()} (set CAIRO_CODER_CORPUS)")
+    admin = await asyncpg.connect(pg_server.uri)
+    await admin.execute('DROP DATABASE IF EXISTS "corpus" WITH (FORCE)')
+    await admin.execute('CREATE DATABASE "corpus"')
+    await admin.close()
+    url = database_url(pg_server, "corpus")
+    settings = make_settings(url)
+    store = await DocumentStore.open(settings.database, local_embedder, settings.search, for_writing=True)
+    started = time.perf_counter()
+    ingester = Ingester(settings, store)
+    reports = [await ingester.ingest_source(source, corpus_dir()) for source in CORPUS_SOURCES]
+    seconds = time.perf_counter() - started
+    print(f"\nshared corpus ingested in {seconds:.1f}s: {sum(r.chunks for r in reports)} chunks")
+    yield Corpus(url, store, reports, seconds)
+    await store.close()
+
+
+async def test_whole_corpus_ingests_with_commits_and_no_failures(corpus: Corpus) -> None:
+    by_source = {r.source: r for r in corpus.reports}
+    assert set(by_source) == {s.value for s in CORPUS_SOURCES}
+    for report in corpus.reports:
+        assert report.pages > 0 and report.chunks >= report.pages, report.source
+        assert report.failed == [], report.failed
+        assert report.commit and len(report.commit) == 40, report.source
+    assert by_source["cairo_book"].pages == 130  # every .md of src/ except SUMMARY.md
+    assert by_source["openzeppelin_docs"].pages == 45  # 47 .adoc minus the 2 '_' partials
+    assert by_source["corelib_docs"].pages > 500  # one page per public item
+    # The one upstream include that does not exist is reported, not fatal.
+    warnings = by_source["cairo_by_example"].warnings
+    assert len(warnings) == 1 and "account_spending_limits" in warnings[0]
+    conn = await asyncpg.connect(corpus.url)
+    try:
+        leftovers = await conn.fetchval(
+            r"SELECT count(*) FROM documents WHERE content ~ '\{\{#(include|rustdoc_include)|\[!include|^include::'")
+        assert leftovers == 0, "include directives must be resolved"
+    finally:
+        await conn.close()
+
+
+async def test_rerun_with_nothing_changed_makes_no_embedding_call(corpus: Corpus, local_embedder: LocalEmbedder
+                                                                  ) -> None:
+    settings = make_settings(corpus.url)
+    calls = local_embedder.calls
+    started = time.perf_counter()
+    ingester = Ingester(settings, corpus.store)
+    reports = [await ingester.ingest_source(source, corpus_dir()) for source in CORPUS_SOURCES]
+    seconds = time.perf_counter() - started
+    print(f"\nre-run with nothing changed: {seconds:.1f}s")
+    assert local_embedder.calls == calls
+    assert all(r.new == r.updated == r.deleted == 0 for r in reports)
+
+
+async def test_retrieval_quality_meets_targets(corpus: Corpus) -> None:
+    items = load_dataset(eval_dataset())
+    report = await evaluate(items, lambda q: corpus.store.search(q, CHUNKS_PER_QUERY, None, "hybrid"))
+    metrics = report.metrics()
+    print("\nretrieval (hybrid):", metrics, "\nby origin:", report.by_origin(), "\nby source:", report.by_source())
+    assert report.recall(5) >= RECALL_AT_5_TARGET, metrics
+    assert report.mrr() >= MRR_AT_10_TARGET, metrics
+
+
+@pytest.mark.parametrize(
+    ("query", "path"),
+    [
+        ("ArrayTrait", "core::array::ArrayTrait"),
+        ("felt252_div", "core::felt252_div"),
+        ("core::array::ArrayTrait", "core::array::ArrayTrait"),
+        ("How do I use felt252_div?", "core::felt252_div"),
+        ("what does SpanTrait::slice do", "core::array::SpanTrait"),
+    ],
+)
+async def test_exact_corelib_item_comes_first(corpus: Corpus, query: str, path: str) -> None:
+    for mode in ("hybrid", "lexical"):
+        top = (await corpus.store.search(query, k=3, mode=mode))[0]  # type: ignore[arg-type]
+        assert top.document.metadata.source == "corelib_docs" and top.document.metadata.path == path, mode
+        assert top.document.metadata.url == "https://docs.starknet.io/build/corelib/" + path.replace("::", "-")
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical", "hybrid"])
+async def test_modes_and_source_filters_on_the_corpus(corpus: Corpus, mode: Any) -> None:
+    results = await corpus.store.search("How do I emit an event from a contract?", k=10, mode=mode)
+    assert len(results) == 10
+    for result in results:
+        meta = result.document.metadata
+        assert meta.url.startswith("https://") and meta.title and meta.content_hash and meta.indexed_at
+    for source in ("starknet_js", "scarb_docs", "dojo_docs"):
+        filtered = await corpus.store.search("How do I emit an event from a contract?", k=5, sources=[source],
+                                             mode=mode)
+        assert len(filtered) == 5 and {r.document.metadata.source for r in filtered} == {source}
+
+
+def _cli(corpus: Corpus, *args: str, embeddings: str = "none") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRO_CODER_")}
+    env.update({"DATABASE_URL": corpus.url, "CAIRO_CODER_EMBEDDINGS__PROVIDER": embeddings})
+    return subprocess.run([sys.executable, "-m", "cairo_coder", *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+def test_cli_search_json(corpus: Corpus) -> None:
+    result = _cli(corpus, "search", "ArrayTrait append", "--source", "corelib_docs", "-k", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 3 and set(rows[0]) == {"source", "path", "title", "url", "score", "content"}
+    assert {r["source"] for r in rows} == {"corelib_docs"}
+    bad = _cli(corpus, "search", "x", "--source", "nope")
+    assert bad.returncode == 2 and "unknown source 'nope'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_cli_search_with_the_default_embedder(corpus: Corpus) -> None:
+    result = _cli(corpus, "search", "How do I write a storage mapping?", "-k", "2", embeddings="local")
+    assert result.returncode == 0, result.stderr
+    assert "https://" in result.stdout and "score" in result.stdout
+
+
+def test_cli_eval_retrieval_json(corpus: Corpus) -> None:
+    result = _cli(corpus, "eval", "retrieval", "--dataset", str(eval_dataset()), "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert {"n", "recall@1", "recall@3", "recall@5", "recall@10", "MRR@10", "items"} <= set(data)
+    assert data["n"] == len(data["items"]) == len(load_dataset(eval_dataset()))
+    item = data["items"][0]
+    assert item["id"] == "dev-001" and 0 < len(item["ranked"]) <= 10
+    assert set(item["ranked"][0]) == {"source", "path", "url", "score"}
+    assert "#" not in item["ranked"][0]["url"]
+    assert 0.0 <= data["recall@1"] <= data["recall@5"] <= data["recall@10"] <= 1.0
+    text = _cli(corpus, "eval", "retrieval", "--dataset", str(eval_dataset()))
+    assert "recall@5" in text.stdout and "origin=user" in text.stdout and "source=cairo_book" in text.stdout
+
+
+def test_cli_db_status(corpus: Corpus) -> None:
+    result = _cli(corpus, "db", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["schema_version"] >= 1 and status["server"].startswith("PostgreSQL 16")
+    assert status["embedder"] == {"id": "local:all-MiniLM-L6-v2:128", "dimensions": 384}
+    assert status["sources"]["cairo_book"]["chunks"] > 100
