@@ -49,6 +49,17 @@ async def test_migrations_apply_once_and_record_version(db_url: str) -> None:
         await conn.close()
 
 
+async def test_search_on_an_empty_store_returns_nothing(db_url: str, local_embedder: LocalEmbedder) -> None:
+    settings = make_settings(db_url)
+    store = await DocumentStore.open(settings.database, local_embedder, settings.search)
+    try:
+        for mode in ("dense", "lexical", "hybrid"):
+            assert await store.search("anything at all", k=3, mode=mode) == []  # type: ignore[arg-type]
+        assert (await store.status())["embedder"] is None
+    finally:
+        await store.close()
+
+
 async def test_every_search_mode_returns_scored_results_with_metadata(
     db_url: str, tmp_path: Path, local_embedder: LocalEmbedder
 ) -> None:

@@ -71,6 +71,8 @@ class DocumentStore:
         self.schema_version = schema_version
         self._embedded = embedded
         self.stats = WriteStats()
+        # Whether the store has vectors to search (False while nothing has been indexed yet).
+        self.dense_ready = False
 
     @classmethod
     async def open(
@@ -91,6 +93,7 @@ class DocumentStore:
             try:
                 version = await schema.migrate(conn)
                 await schema.bind_embedder(conn, embedder.id, embedder.dimensions, for_writing=for_writing)
+                bound = await schema.bound_embedder(conn)
             finally:
                 await conn.close()
             pool = await create_pool(url, database.pool_min_size, database.pool_max_size, database.connect_timeout)
@@ -98,8 +101,10 @@ class DocumentStore:
             if embedded is not None:
                 embedded.stop()
             raise
-        return cls(pool, embedder, search_settings or SearchSettings(), url=url, schema_version=version,
-                   embedded=embedded)
+        store = cls(pool, embedder, search_settings or SearchSettings(), url=url, schema_version=version,
+                    embedded=embedded)
+        store.dense_ready = bool(bound and bound[1] and embedder.dimensions)
+        return store
 
     async def close(self) -> None:
         await self.pool.close()
@@ -116,8 +121,9 @@ class DocumentStore:
     async def bind_for_writing(self) -> None:
         async with self.pool.acquire() as conn:
             await schema.bind_embedder(conn, self.embedder.id, self.embedder.dimensions, for_writing=True)
-            # The embedding column may have just been added: reload the pool's type caches.
+        # The embedding column may have just been added: new connections see the new table shape.
         await self.pool.expire_connections()
+        self.dense_ready = bool(self.embedder.dimensions)
 
     async def reset(self) -> None:
         """Delete every document and the embedder binding, then bind the current embedder."""
@@ -276,8 +282,10 @@ class DocumentStore:
         if not query.strip():
             return []
         sources = list(sources) if sources else None
-        can_dense = bool(self.embedder.dimensions)
+        can_dense = self.dense_ready
         if mode == "dense" and not can_dense:
+            if self.embedder.dimensions:
+                return []  # nothing indexed yet
             from cairo_coder.embeddings import EmbeddingConfigError
 
             raise EmbeddingConfigError(
