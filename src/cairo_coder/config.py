@@ -170,18 +170,10 @@ class Settings(BaseSettings):
         init_settings = kwargs.get("init_settings", args[0] if args else None)
         return (init_settings,)
 
-    @field_validator("sources", mode="before")
+    @field_validator("sources", "agents", mode="before")
     @classmethod
-    def _source_ids(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            for key, entry in value.items():
-                if isinstance(entry, dict):
-                    entry.setdefault("id", key)
-        return value
-
-    @field_validator("agents", mode="before")
-    @classmethod
-    def _agent_ids(cls, value: Any) -> Any:
+    def _ids_from_keys(cls, value: Any) -> Any:
+        """A table's key is its entry's id ([sources.cairo_book] -> id "cairo_book")."""
         if isinstance(value, dict):
             for key, entry in value.items():
                 if isinstance(entry, dict):

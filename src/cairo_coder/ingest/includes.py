@@ -143,42 +143,33 @@ def _select_range(lines: list[str], selector: str) -> list[str]:
     return lines[max(start - 1, 0) : end]
 
 
-def _anchored(body: str, anchor: str, target: str) -> list[str]:
+def _between(body: str, start: re.Pattern[str], end: re.Pattern[str], what: str, target: str) -> list[str]:
+    """Lines between start and end markers (marker lines excluded; a region may open several times)."""
     out: list[str] = []
-    inside = False
-    found = False
-    start_re = re.compile(rf"ANCHOR:\s*{re.escape(anchor)}\b")
-    end_re = re.compile(rf"ANCHOR_END:\s*{re.escape(anchor)}\b")
+    inside = found = False
     for line in body.splitlines():
-        if end_re.search(line):
+        if end.search(line):
             inside = False
-            continue
-        if start_re.search(line):
+        elif start.search(line):
             inside = found = True
-            continue
-        if inside:
+        elif inside:
             out.append(line)
     if not found:
-        raise IncludeError(f"anchor {anchor!r} not found in {target}")
-    return _dedent(out)
+        raise IncludeError(f"{what} not found in {target}")
+    return out
+
+
+def _anchored(body: str, anchor: str, target: str) -> list[str]:
+    name = re.escape(anchor)
+    return _dedent(_between(body, re.compile(rf"ANCHOR:\s*{name}\b"), re.compile(rf"ANCHOR_END:\s*{name}\b"),
+                            f"anchor {anchor!r}", target))
 
 
 def _select_region(body: str, region: str, target: str) -> str:
-    out: list[str] = []
-    inside = False
-    found = False
-    for line in body.splitlines():
-        if re.search(rf"\[!endregion\s+{re.escape(region)}\]", line):
-            inside = False
-            continue
-        if re.search(rf"\[!region\s+{re.escape(region)}\]", line):
-            inside = found = True
-            continue
-        if inside:
-            out.append(line)
-    if not found:
-        raise IncludeError(f"region {region!r} not found in {target}")
-    return "\n".join(_dedent(out))
+    name = re.escape(region)
+    lines = _between(body, re.compile(rf"\[!region\s+{name}\]"), re.compile(rf"\[!endregion\s+{name}\]"),
+                     f"region {region!r}", target)
+    return "\n".join(_dedent(lines))
 
 
 def _parse_adoc_attrs(raw: str) -> dict[str, str]:
@@ -191,21 +182,10 @@ def _parse_adoc_attrs(raw: str) -> dict[str, str]:
 
 
 def _select_adoc_tag(body: str, tag: str, target: str) -> str:
-    out: list[str] = []
-    inside = False
-    found = False
-    for line in body.splitlines():
-        if f"end::{tag}[]" in line:
-            inside = False
-            continue
-        if f"tag::{tag}[]" in line:
-            inside = found = True
-            continue
-        if inside:
-            out.append(line)
-    if not found:
-        raise IncludeError(f"tag {tag!r} not found in {target}")
-    return "\n".join(out)
+    name = re.escape(tag)
+    lines = _between(body, re.compile(rf"tag::{name}\[\]"), re.compile(rf"end::{name}\[\]"), f"tag {tag!r}",
+                     target)
+    return "\n".join(lines)
 
 
 def _select_lines_spec(body: str, spec: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -274,10 +275,12 @@ class DocumentStore:
         sources: list[str] | None = None,
         mode: SearchMode = "hybrid",
         min_similarity: float | None = None,
+        query_vector: list[float] | None = None,
     ) -> list[SearchResult]:
         """Top ``k`` chunks for ``query``. Scores: cosine similarity (dense), BM25 (lexical), RRF (hybrid).
 
         ``min_similarity`` drops chunks whose cosine similarity to the query is below it (needs embeddings).
+        ``query_vector``: the query's embedding when the caller already has it (e.g. embedded in a batch).
         """
         if not query.strip():
             return []
@@ -291,35 +294,45 @@ class DocumentStore:
             raise EmbeddingConfigError(
                 "dense search needs an embedder: set embeddings.provider to 'local' or 'remote'"
             )
-        vector = await self.embedder.embed_query(query) if can_dense and mode != "lexical" else None
-        if vector is None and min_similarity is not None and can_dense:
-            vector = await self.embedder.embed_query(query)
+        needs_vector = can_dense and (mode != "lexical" or min_similarity is not None)
+        vector_task: asyncio.Future[list[float]] | None = None
+        if needs_vector:
+            # Embed in a worker thread while the database runs the lexical ranking.
+            vector_task = (asyncio.ensure_future(self.embedder.embed_query(query)) if query_vector is None
+                           else _done(query_vector))
         wanted = max(k, self.search_settings.candidates) if mode == "hybrid" else k
 
         async def run() -> list[SearchResult]:
             async with self.pool.acquire() as conn:
-                scored = await self._rank(conn, query, vector, wanted, sources, mode)
+                scored, vector = await self._rank(conn, query, vector_task, wanted, sources, mode)
                 return await self._fetch(conn, scored, vector, k, min_similarity)
 
-        return await with_retries(run, what="search")
+        try:
+            return await with_retries(run, what="search")
+        finally:
+            if vector_task is not None and not vector_task.done():
+                vector_task.cancel()
 
     async def _rank(
         self,
         conn: Conn,
         query: str,
-        vector: list[float] | None,
+        vector_task: asyncio.Future[list[float]] | None,
         limit: int,
         sources: list[str] | None,
         mode: SearchMode,
-    ) -> list[tuple[int, float]]:
+    ) -> tuple[list[tuple[int, float]], list[float] | None]:
+        """The ranked (document id, score) list, and the query vector if one was computed."""
         lexical_rank = rank.bm25 if self.search_settings.lexical_ranker == "bm25" else rank.full_text
         if mode == "dense":
-            assert vector is not None
-            return await rank.dense(conn, vector, limit, sources)
+            assert vector_task is not None
+            query_vector = await vector_task
+            return await rank.dense(conn, query_vector, limit, sources), query_vector
         symbol_hits: list[tuple[int, float]] = []
         if len(lexical.query_terms(query)) <= SYMBOL_QUERY_MAX_TERMS:
             symbol_hits = await rank.symbols(conn, query, 5, sources)
         lexical_hits = await lexical_rank(conn, query, limit, sources)
+        vector = await vector_task if vector_task is not None else None
         if mode == "lexical" or vector is None:
             ranked = lexical_hits
         else:
@@ -329,12 +342,12 @@ class DocumentStore:
                                     [doc_id for doc_id, _ in fused])
             ranked = rank.page_support(fused, {r["id"]: (r["source"], r["path"]) for r in rows})
         if not symbol_hits:
-            return ranked
+            return ranked, vector
         # Exact symbol matches come first: they are what a lookup of that name asks for.
         symbol_ids = {doc_id for doc_id, _ in symbol_hits}
         top = ranked[0][1] if ranked else 0.0
         firsts = [(doc_id, top + SYMBOL_BONUS * hits) for doc_id, hits in symbol_hits]
-        return firsts + [item for item in ranked if item[0] not in symbol_ids]
+        return firsts + [item for item in ranked if item[0] not in symbol_ids], vector
 
     async def _fetch(
         self,
@@ -399,6 +412,12 @@ class DocumentStore:
                 for r in per_source
             },
         }
+
+
+def _done(value: list[float]) -> asyncio.Future[list[float]]:
+    future: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future
 
 
 def _vector_literal(vector: list[float] | None) -> str | None:

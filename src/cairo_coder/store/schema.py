@@ -75,6 +75,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             impact real NOT NULL
         );
         CREATE INDEX lexical_postings_term_idx ON lexical_postings (term, impact DESC) INCLUDE (doc_id, source);
+        -- Source-filtered queries (an agent restricted to some sources) read their postings directly.
+        CREATE INDEX lexical_postings_term_source_idx ON lexical_postings (term, source, impact DESC)
+            INCLUDE (doc_id);
         CREATE INDEX lexical_postings_doc_idx ON lexical_postings (doc_id);
         CREATE TABLE lexical_terms (
             term text PRIMARY KEY,
@@ -161,6 +164,9 @@ async def bind_embedder(conn: Conn, embedder_id: str, dimensions: int, *, for_wr
             )
             if dimensions:
                 await conn.execute(f"ALTER TABLE documents ADD COLUMN embedding vector({int(dimensions)})")
+                # Vectors stay uncompressed in the row: source-filtered exact scans read thousands of them,
+                # and de-TOASTing each one made those scans several times slower.
+                await conn.execute("ALTER TABLE documents ALTER COLUMN embedding SET STORAGE PLAIN")
                 await conn.execute(
                     "CREATE INDEX documents_embedding_idx ON documents USING hnsw (embedding vector_cosine_ops)"
                 )

@@ -16,6 +16,8 @@ BM25_B = 0.75
 BM25_PIVOT = 220.0
 MAX_QUERY_TERMS = 24
 POSTINGS_PER_TERM = 2000
+# Below this many candidate rows an exact scan beats HNSW with a post-filter (which may also return too few).
+EXACT_SCAN_MAX_ROWS = 20_000
 
 
 def bm25_impact(tf: float, length: int) -> float:
@@ -43,14 +45,22 @@ def tsvector_literal(terms_in_order: Sequence[str], title_terms: set[str]) -> st
 async def dense(
     conn: Conn, vector: Sequence[float], limit: int, sources: list[str] | None
 ) -> list[tuple[int, float]]:
-    """Cosine similarity over the HNSW index; falls back to an exact scan when a source filter starves it."""
+    """Cosine similarity over the HNSW index, or an exact scan when a source filter leaves few rows (the HNSW
+    post-filter would then return too few); falls back to exact when the index still comes up short."""
     sql = """SELECT id, 1 - (embedding <=> $1) AS score FROM documents
              WHERE embedding IS NOT NULL AND ($2::text[] IS NULL OR source = ANY($2))
              ORDER BY embedding <=> $1 LIMIT $3"""
     async with conn.transaction():
-        await conn.execute(f"SET LOCAL hnsw.ef_search = {max(64, min(1000, limit * 2))}")
+        exact = False
+        if sources is not None:
+            rows_in_filter = await conn.fetchval("SELECT count(*) FROM documents WHERE source = ANY($1)", sources)
+            exact = rows_in_filter <= EXACT_SCAN_MAX_ROWS
+        if exact:
+            await conn.execute("SET LOCAL enable_indexscan = off")
+        else:
+            await conn.execute(f"SET LOCAL hnsw.ef_search = {max(64, min(1000, limit * 2))}")
         rows = await conn.fetch(sql, vector, sources, limit)
-        if sources is not None and len(rows) < limit:
+        if not exact and sources is not None and len(rows) < limit:
             await conn.execute("SET LOCAL enable_indexscan = off")
             rows = await conn.fetch(sql, vector, sources, limit)
     return [(r["id"], float(r["score"])) for r in rows]
@@ -78,14 +88,16 @@ async def bm25(
     weighted = await weighted_terms(conn, query)
     if not weighted:
         return []
+    # Two statements rather than one with "$3 IS NULL OR ...", so that each gets the plan of its index.
+    source_filter = "AND lp.source = ANY($3::text[])" if sources is not None else "AND $3::text[] IS NULL"
     rows = await conn.fetch(
-        """SELECT p.doc_id AS id, sum(q.idf * p.impact) AS score
-           FROM unnest($1::text[], $2::float8[]) AS q(term, idf)
-           CROSS JOIN LATERAL (
-               SELECT doc_id, impact FROM lexical_postings lp
-               WHERE lp.term = q.term AND ($3::text[] IS NULL OR lp.source = ANY($3))
-               ORDER BY impact DESC LIMIT $5) p
-           GROUP BY p.doc_id ORDER BY score DESC, p.doc_id LIMIT $4""",
+        f"""SELECT p.doc_id AS id, sum(q.idf * p.impact) AS score
+            FROM unnest($1::text[], $2::float8[]) AS q(term, idf)
+            CROSS JOIN LATERAL (
+                SELECT doc_id, impact FROM lexical_postings lp
+                WHERE lp.term = q.term {source_filter}
+                ORDER BY impact DESC LIMIT $5) p
+            GROUP BY p.doc_id ORDER BY score DESC, p.doc_id LIMIT $4""",
         [t for t, _ in weighted],
         [w for _, w in weighted],
         sources,
