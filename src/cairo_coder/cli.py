@@ -252,8 +252,9 @@ def search(
     query: Annotated[str, typer.Argument(help="What to look for, in words or code.")],
     source: Annotated[list[str] | None, typer.Option("--source", "-s", help="Only this source (repeatable).",
                                                      show_default=False)] = None,
-    k: Annotated[int, typer.Option("-k", min=1, max=200, help="Number of results.")] = 5,
-    mode: Annotated[str, typer.Option("--mode", "-m", help="hybrid, dense or lexical.")] = "",
+    k: Annotated[int | None, typer.Option("-k", min=1, max=200, help="Number of results (default: search.k).",
+                                          show_default=False)] = None,
+    mode: Annotated[str, typer.Option("--mode", "-m", help="hybrid, dense or lexical (default: search.mode).")] = "",
     min_similarity: Annotated[float | None, typer.Option("--min-similarity", help="Drop results whose cosine "
                               "similarity is lower (needs embeddings).", show_default=False)] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON list of results.")] = False,
@@ -268,7 +269,8 @@ def search(
     async def run() -> list[Any]:
         store = await _open_store(settings)
         try:
-            return list(await store.search(query, k, [s.value for s in sources] if sources else None,
+            return list(await store.search(query, k or settings.search.k,
+                                           [s.value for s in sources] if sources else None,
                                            chosen_mode, min_similarity))
         finally:
             await store.close()

@@ -10,7 +10,6 @@ import asyncpg
 import pytest
 
 from cairo_coder.embeddings import LocalEmbedder
-from cairo_coder.ingest import loader
 from cairo_coder.ingest.loader import Ingester, SourceUnavailableError
 from cairo_coder.store import DocumentStore
 from cairo_coder.types import DocumentSource
@@ -90,10 +89,9 @@ async def test_ingest_resolves_includes_skips_bad_pages_and_is_idempotent(
 
 
 async def test_interrupted_run_resumes_without_redoing_written_pages(
-    db_url: str, tmp_path: Path, local_embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
+    db_url: str, tmp_path: Path, local_embedder: LocalEmbedder
 ) -> None:
-    monkeypatch.setattr(loader, "EMBED_BATCH_CHUNKS", 1)  # one flush per page
-    settings = make_settings(db_url)
+    settings = make_settings(db_url, CAIRO_CODER_INGEST__WRITE_BATCH_SIZE="1")  # one batch per page
     corpus = write_mini_corpus(tmp_path / "corpus")
     crashing = CountingEmbedder(local_embedder, fail_after=1)
     store = await DocumentStore.open(settings.database, crashing, settings.search, for_writing=True)

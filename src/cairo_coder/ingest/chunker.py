@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cairo_coder.config import SlugStyle
-from cairo_coder.ingest.readers import FENCE_RE, ParsedPage, Section
+from cairo_coder.ingest.readers import FENCE_RE, ParsedPage, Section, fenced_lines
 from cairo_coder.ingest.urls import AnchorRegistry, heading_text
 
 
@@ -24,24 +24,13 @@ def blocks(text: str) -> list[str]:
     """Paragraph-level blocks; a fenced code block (blank lines included) is one block."""
     out: list[str] = []
     current: list[str] = []
-    fence: str | None = None
-    for line in text.split("\n"):
-        match = FENCE_RE.match(line)
-        if fence is None and match:
-            if current:
-                out.append("\n".join(current))
-                current = []
-            fence = match.group(1)
-            current.append(line)
-            continue
-        if fence is not None:
-            current.append(line)
-            if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence):
-                out.append("\n".join(current))
-                current = []
-                fence = None
-            continue
-        if not line.strip():
+    current_block: int | None = None
+    for line, block in fenced_lines(text):
+        if current and block != current_block:  # entering or leaving a code block ends the current one
+            out.append("\n".join(current))
+            current = []
+        current_block = block
+        if block is None and not line.strip():
             if current:
                 out.append("\n".join(current))
                 current = []

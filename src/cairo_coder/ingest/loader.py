@@ -30,7 +30,6 @@ from cairo_coder.store.documents import DocumentStore
 from cairo_coder.types import DocumentSource
 
 logger = logging.getLogger(__name__)
-EMBED_BATCH_CHUNKS = 256
 
 
 class SourceUnavailableError(Exception):
@@ -164,7 +163,7 @@ class Ingester:
                 else:
                     report.new += 1
                 pending.append(record)
-            if sum(len(p.chunks) for p in pending) >= EMBED_BATCH_CHUNKS:
+            if sum(len(p.chunks) for p in pending) >= self.settings.ingest.write_batch_size:
                 report.embedded_chunks += await self._flush(source.id, pending, tree.commit)
                 pending = []
             if self.progress:

@@ -21,7 +21,7 @@ from cairo_coder.ingest.urls import corelib_url, page_url, with_anchor
 from cairo_coder.store.documents import ChunkRecord
 
 # Bump when parsing, chunking or lexical weighting changes: every page's hash changes and is re-indexed.
-INDEX_VERSION = "4"
+INDEX_VERSION = "5"
 TITLE_WEIGHT = 3.0
 
 

@@ -8,6 +8,7 @@ cross references), keeping explicit ``[#id]`` anchors for the section URLs.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -70,24 +71,35 @@ def parse_front_matter(text: str, path: str) -> tuple[dict[str, str], str]:
     raise BadPageError(f"{path}: broken front matter (no closing '---')")
 
 
-def outside_code(text: str, transform: object) -> str:
-    """Apply ``transform(line) -> str | None`` to lines outside fenced code blocks (None drops the line)."""
-    assert callable(transform)
-    out: list[str] = []
+def fenced_lines(text: str) -> Iterator[tuple[str, int | None]]:
+    """Each line with the number of the fenced code block it belongs to (fence lines included), else None.
+
+    The one place that knows Markdown fences: a closing fence uses the opening character, is at least as
+    long and carries no info string. An unclosed fence runs to the end of the text.
+    """
     fence: str | None = None
+    block = 0
     for line in text.split("\n"):
         match = FENCE_RE.match(line)
-        if fence is None and match:
-            fence = match.group(1)
-            out.append(line)
+        if fence is None:
+            if match:
+                fence = match.group(1)
+                block += 1
+                yield line, block
+            else:
+                yield line, None
             continue
-        if fence is not None:
-            if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence) and \
-                    not line.strip()[len(match.group(1)):].strip():
-                fence = None
-            out.append(line)
-            continue
-        result = transform(line)
+        yield line, block
+        if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence) and \
+                not line.strip()[len(match.group(1)):].strip():
+            fence = None
+
+
+def outside_code(text: str, transform: Callable[[str], str | None]) -> str:
+    """Apply ``transform(line) -> str | None`` to lines outside fenced code blocks (None drops the line)."""
+    out: list[str] = []
+    for line, block in fenced_lines(text):
+        result = line if block is not None else transform(line)
         if result is not None:
             out.append(result)
     return "\n".join(out)
@@ -96,14 +108,8 @@ def outside_code(text: str, transform: object) -> str:
 def split_sections(text: str) -> list[Section]:
     """Split Markdown into sections at ATX headings outside code fences."""
     sections = [Section(0, "", None)]
-    fence: str | None = None
-    for line in text.split("\n"):
-        match = FENCE_RE.match(line)
-        if fence is None and match:
-            fence = match.group(1)
-        elif fence is not None and match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence):
-            fence = None
-        elif fence is None:
+    for line, block in fenced_lines(text):
+        if block is None:
             heading = ATX_RE.match(line)
             if heading:
                 raw = heading.group(2)
