@@ -34,8 +34,9 @@ app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(eval_app, name="eval")
 
-out = Console()
-err = Console(stderr=True)
+# Piped output (CI logs, files) gets a wide console: the default 80 columns truncated source names in tables.
+out = Console(width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 _state: dict[str, Any] = {"config": None}
 
 
