@@ -252,14 +252,6 @@ def _parse_env_value(raw: str) -> Any:
     return raw
 
 
-LEGACY_MAP: dict[tuple[str, str], tuple[str, ...]] = {
-    ("VECTOR_DB", "POSTGRES_USER"): ("database", "_user"),
-    ("VECTOR_DB", "POSTGRES_PASSWORD"): ("database", "_password"),
-    ("VECTOR_DB", "POSTGRES_DB"): ("database", "_db"),
-    ("VECTOR_DB", "POSTGRES_HOST"): ("database", "_host"),
-    ("VECTOR_DB", "POSTGRES_PORT"): ("database", "_port"),
-    ("GENERAL", "PORT"): ("server", "port"),
-}
 
 LEGACY_PROVIDER_PREFIX = {"openai": "openai", "anthropic": "anthropic", "gemini": "gemini", "google": "gemini"}
 
@@ -273,16 +265,13 @@ def _map_legacy(tree: dict[str, Any], origin: str, layers: _Layered) -> None:
         if key in LLMSettings.model_fields and value:
             layers.set(("llm", key), value, f"{origin} key API_KEYS.{name}")
             mapped.append(f"[API_KEYS] {name} -> llm.{key}")
-    db_parts: dict[str, Any] = {}
-    for (section, name), _target in LEGACY_MAP.items():
-        value = tree.get(section, {}).get(name) if isinstance(tree.get(section), dict) else None
-        if value is None or value == "":
-            continue
-        if section == "VECTOR_DB":
-            db_parts[name] = value
-        else:
-            layers.set(("server", "port"), value, f"{origin} key {section}.{name}")
-            mapped.append(f"[{section}] {name} -> server.port")
+    vector_db = tree.get("VECTOR_DB")
+    db_parts = {k: v for k, v in vector_db.items() if v not in (None, "")} if isinstance(vector_db, dict) else {}
+    raw_general = tree.get("GENERAL")
+    general: dict[str, Any] = raw_general if isinstance(raw_general, dict) else {}
+    if general.get("PORT"):
+        layers.set(("server", "port"), general["PORT"], f"{origin} key GENERAL.PORT")
+        mapped.append("[GENERAL] PORT -> server.port")
     if db_parts.get("POSTGRES_HOST"):
         from urllib.parse import quote
 
@@ -295,8 +284,7 @@ def _map_legacy(tree: dict[str, Any], origin: str, layers: _Layered) -> None:
         )
         layers.set(("database", "url"), url, f"{origin} section VECTOR_DB")
         mapped.append("[VECTOR_DB] POSTGRES_* -> database.url")
-    general = tree.get("GENERAL", {})
-    if isinstance(general, dict) and general.get("SIMILARITY_MEASURE"):
+    if general.get("SIMILARITY_MEASURE"):
         mapped.append("[GENERAL] SIMILARITY_MEASURE -> ignored (search always uses cosine similarity)")
     providers = tree.get("PROVIDERS", {})
     if isinstance(providers, dict):
@@ -378,7 +366,6 @@ def load_settings_with_origin(
         if parts[0] in ("sources", "agents"):
             parts = (parts[0], parts[1].replace("_", "-") if parts[0] == "agents" else parts[1], *parts[2:])
         layers.set(parts, _parse_env_value(raw), f"environment variable {name}")
-    _drop_private_keys(layers.data)
     try:
         settings = Settings(**layers.data)
     except ValidationError as exc:
@@ -388,13 +375,6 @@ def load_settings_with_origin(
 
 def load_settings(config_file: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
     return load_settings_with_origin(config_file, environ).settings
-
-
-def _drop_private_keys(data: dict[str, Any]) -> None:
-    db = data.get("database")
-    if isinstance(db, dict):
-        for key in [k for k in db if k.startswith("_")]:
-            del db[key]
 
 
 def _describe(exc: ValidationError, layers: _Layered) -> str:
@@ -415,6 +395,11 @@ def masked(settings: Settings) -> dict[str, Any]:
     """The effective configuration as plain data, with secrets (API keys, passwords in URLs) masked."""
     data: dict[str, Any] = _mask(settings.model_dump(mode="json"))
     return data
+
+
+def mask_url(url: str) -> str:
+    """A connection URL with its password masked, for display."""
+    return str(_mask(url, "url"))
 
 
 def _mask(node: Any, key: str = "") -> Any:

@@ -81,14 +81,12 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
-def term_frequencies(text: str, title: str = "", title_weight: float = 3.0) -> tuple[Counter[str], int]:
+def term_frequencies(body_terms: list[str], title_terms: list[str], title_weight: float = 3.0) -> Counter[str]:
     """Term counts of a chunk, with title/heading terms counted ``title_weight`` times (a light BM25F)."""
-    body = Counter(tokenize(text))
-    length = sum(body.values())
-    if title:
-        for term, count in Counter(tokenize(title)).items():
-            body[term] += round(count * title_weight)
-    return body, length
+    counts = Counter(body_terms)
+    for term, count in Counter(title_terms).items():
+        counts[term] += round(count * title_weight)
+    return counts
 
 
 def query_terms(query: str) -> list[str]:

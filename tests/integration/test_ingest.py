@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -158,3 +161,27 @@ async def test_offline_without_local_tree_says_how_to_point_at_one(db_url: str, 
         assert "cannot fetch" in message and "--from DIR" in message and "CAIRO_CODER_CORPUS" in message
     finally:
         await store.close()
+
+
+def _cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRO_CODER_")}
+    env.update({"DATABASE_URL": db_url, "CAIRO_CODER_EMBEDDINGS__PROVIDER": "none"})
+    return subprocess.run([sys.executable, "-m", "cairo_coder", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_cli_ingest_summary_rerun_and_reindex(db_url: str, tmp_path: Path) -> None:
+    corpus = write_mini_corpus(tmp_path / "corpus")
+    first = _cli(db_url, "ingest", "scarb_docs", "--from", str(corpus), "--json")
+    assert first.returncode == 0, first.stderr
+    [report] = json.loads(first.stdout)
+    assert (report["source"], report["pages"], report["new"], report["unchanged"]) == ("scarb_docs", 2, 2, 0)
+    again = _cli(db_url, "ingest", "scarb_docs", "--from", str(corpus))
+    assert again.returncode == 0, again.stderr
+    assert "Ingestion summary" in again.stdout
+    row = next(line for line in again.stdout.splitlines() if "scarb_docs" in line)
+    assert [cell.strip() for cell in row.split("│")[1:-1]][:7] == ["scarb_docs", "2", "2", "0", "0", "0", "2"]
+    reindexed = json.loads(_cli(db_url, "ingest", "scarb_docs", "--from", str(corpus), "--reindex", "--json").stdout)
+    assert (reindexed[0]["new"], reindexed[0]["unchanged"]) == (2, 0)
+    bad = _cli(db_url, "ingest", "no_such_source")
+    assert bad.returncode == 2 and "unknown source 'no_such_source'" in bad.stderr and "Traceback" not in bad.stderr

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import socket
+from collections import Counter
 from pathlib import Path
 
 import asyncpg
 import pytest
 
+from cairo_coder import lexical
 from cairo_coder.config import DatabaseSettings, EmbeddingSettings
 from cairo_coder.embeddings import LocalEmbedder, NoEmbedder
 from cairo_coder.ingest.loader import Ingester
 from cairo_coder.store import (
+    ChunkRecord,
     DatabaseAuthError,
     DatabaseUnavailableError,
     DocumentStore,
     EmbedderMismatchError,
 )
+from cairo_coder.store import search as rank
 from cairo_coder.store.database import with_retries
 from cairo_coder.store.schema import SCHEMA_VERSION
 from cairo_coder.types import DocumentSource
@@ -164,3 +168,29 @@ async def test_transient_errors_are_retried_then_reported() -> None:
 
     with pytest.raises(DatabaseUnavailableError, match="kept failing after 2 attempts"):
         await with_retries(always_down, attempts=2, base_delay=0.01)
+
+
+def _symbol_chunk(number: int, symbols: list[str]) -> ChunkRecord:
+    text = f"Item number {number}."
+    terms = lexical.tokenize(text)
+    return ChunkRecord(chunk_number=0, content=text, content_hash=f"h{number}", title=f"item {number}", section=[],
+                       url=f"https://example.org/{number}", terms=Counter(terms), terms_in_order=terms,
+                       title_terms=set(), token_count=len(terms), symbols=symbols)
+
+
+async def test_symbol_lookup_ranks_a_unique_name_and_ignores_a_shared_one(db_url: str) -> None:
+    settings = make_settings(db_url)
+    store = await DocumentStore.open(settings.database, NoEmbedder(), settings.search, for_writing=True)
+    try:
+        for number in range(9):  # nine items define `shared_helper`, one also defines `unique_helper`
+            symbols = ["shared_helper", *(["unique_helper"] if number == 4 else [])]
+            await store.write_page("corelib_docs", f"core::m{number}", f"p{number}", f"item {number}",
+                                   f"https://example.org/{number}", [_symbol_chunk(number, symbols)], None)
+        async with store.pool.acquire() as conn:
+            unique = await rank.symbols(conn, "what is unique_helper?", 5, None)
+            assert len(unique) == 1
+            assert await rank.symbols(conn, "what is shared_helper?", 5, None) == []
+        top = await store.search("what is unique_helper?", k=1, mode="lexical")
+        assert top[0].document.metadata.path == "core::m4"
+    finally:
+        await store.close()

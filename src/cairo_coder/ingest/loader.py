@@ -183,8 +183,8 @@ class Ingester:
         embedded = 0
         if self.store.embedder.dimensions:
             missing = []
+            known = await self.store.chunk_embeddings(source, [page.path for page in pages])
             for page in pages:
-                known = await self.store.chunk_embeddings(source, page.path)
                 for record in page.chunks:
                     record.embedding = known.get(record.content_hash)
                     if record.embedding is None:

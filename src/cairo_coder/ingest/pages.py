@@ -77,30 +77,35 @@ def _hash(*parts: str) -> str:
 
 def _record(chunk: Chunk, page_title: str, url: str, source: SourceConfig, symbols: list[str],
             metadata: dict[str, str], title_field: str | None = None) -> ChunkRecord:
-    trail_text = " > ".join(chunk.trail)
-    index_text = f"{trail_text}\n{chunk.content}"
     if title_field is None:
         title_field = " ".join([*chunk.trail, *(chunk.headings or [])])
-    terms_in_order = lexical.tokenize(chunk.content)
-    terms, length = lexical.term_frequencies(chunk.content, title_field, TITLE_WEIGHT)
+    body_terms = lexical.tokenize(chunk.content)
+    title_terms = lexical.tokenize(title_field)
+    section = chunk.trail[1:]
     return ChunkRecord(
         chunk_number=chunk.number,
         content=chunk.content,
-        content_hash=_hash(index_text),
+        # The hash is of exactly the text that gets embedded: equal hashes may share a vector.
+        content_hash=_hash(_embedded_text(page_title, section, chunk.content)),
         title=page_title,
-        section=chunk.trail[1:],
+        section=section,
         url=with_anchor(source, url, chunk.anchor),
-        terms=terms,
-        terms_in_order=terms_in_order,
-        title_terms=set(lexical.tokenize(title_field)),
-        token_count=max(length, 1),
+        terms=lexical.term_frequencies(body_terms, title_terms, TITLE_WEIGHT),
+        terms_in_order=body_terms,
+        title_terms=set(title_terms),
+        token_count=max(len(body_terms), 1),
         symbols=symbols,
         metadata={**metadata, **({"anchor": chunk.anchor} if chunk.anchor else {})},
     )
 
 
+def _embedded_text(title: str, section: list[str], content: str) -> str:
+    return " > ".join([title, *section]) + "\n" + content
+
+
 def embedding_text(record: ChunkRecord) -> str:
-    return " > ".join([record.title, *record.section]) + "\n" + record.content
+    """What the embedder sees: the heading trail (page title first), then the chunk."""
+    return _embedded_text(record.title, record.section, record.content)
 
 
 def _finish(path: str, title: str, url: str, records: list[ChunkRecord], warnings: list[str],

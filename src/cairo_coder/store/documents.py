@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 
 from cairo_coder import lexical
-from cairo_coder.config import DatabaseSettings, SearchSettings
+from cairo_coder.config import DatabaseSettings, SearchSettings, mask_url
 from cairo_coder.embeddings import Embedder
 from cairo_coder.store import schema
 from cairo_coder.store import search as rank
@@ -44,14 +44,6 @@ class ChunkRecord:
     embedding: list[float] | None = None
 
 
-@dataclass
-class WriteStats:
-    pages_written: int = 0
-    pages_deleted: int = 0
-    chunks_written: int = 0
-    chunks_deleted: int = 0
-
-
 class DocumentStore:
     """Owns the connection pool. Create with :meth:`open`; always :meth:`close` (or use ``async with``)."""
 
@@ -71,7 +63,6 @@ class DocumentStore:
         self.url = url
         self.schema_version = schema_version
         self._embedded = embedded
-        self.stats = WriteStats()
         # Whether the store has vectors to search (False while nothing has been indexed yet).
         self.dense_ready = False
 
@@ -139,14 +130,16 @@ class DocumentStore:
         rows = await self.pool.fetch("SELECT path, page_hash FROM pages WHERE source = $1", source)
         return {r["path"]: r["page_hash"] for r in rows}
 
-    async def chunk_embeddings(self, source: str, path: str) -> dict[str, list[float]]:
-        """Existing embeddings of a page's chunks by content hash, so that unchanged chunks are not re-embedded."""
-        if not self.embedder.dimensions:
+    async def chunk_embeddings(self, source: str, paths: list[str]) -> dict[str, list[float]]:
+        """Existing embeddings of these pages' chunks by content hash (one query for a batch of pages), so that
+        unchanged chunks are not re-embedded. Equal hashes mean equal embedded text, hence equal vectors."""
+        if not self.embedder.dimensions or not paths:
             return {}
         rows = await self.pool.fetch(
-            "SELECT content_hash, embedding FROM documents WHERE source = $1 AND path = $2 AND embedding IS NOT NULL",
+            """SELECT content_hash, embedding FROM documents
+               WHERE source = $1 AND path = ANY($2::text[]) AND embedding IS NOT NULL""",
             source,
-            path,
+            paths,
         )
         return {r["content_hash"]: _as_list(r["embedding"]) for r in rows}
 
@@ -164,7 +157,7 @@ class DocumentStore:
 
         async def run() -> None:
             async with self.pool.acquire() as conn, conn.transaction():
-                deleted = await self._delete_page_chunks(conn, source, [path])
+                await self._delete_page_chunks(conn, source, [path])
                 await self._insert_chunks(conn, source, path, chunks, source_commit)
                 await conn.execute(
                     """INSERT INTO pages (source, path, page_hash, title, url, chunk_count, source_commit, indexed_at)
@@ -174,11 +167,8 @@ class DocumentStore:
                          source_commit = EXCLUDED.source_commit, indexed_at = now()""",
                     source, path, page_hash, title, url, len(chunks), source_commit,
                 )
-                self.stats.chunks_deleted += deleted
 
         await with_retries(run, what=f"write of {source}/{path}")
-        self.stats.pages_written += 1
-        self.stats.chunks_written += len(chunks)
 
     async def delete_pages(self, source: str, paths: list[str]) -> int:
         if not paths:
@@ -186,8 +176,6 @@ class DocumentStore:
         async with self.pool.acquire() as conn, conn.transaction():
             deleted = await self._delete_page_chunks(conn, source, paths)
             await conn.execute("DELETE FROM pages WHERE source = $1 AND path = ANY($2::text[])", source, paths)
-        self.stats.pages_deleted += len(paths)
-        self.stats.chunks_deleted += deleted
         return deleted
 
     async def _delete_page_chunks(self, conn: Conn, source: str, paths: list[str]) -> int:
@@ -398,7 +386,7 @@ class DocumentStore:
         return {
             "server": f"PostgreSQL {version}",
             "database": "embedded (pgserver)" if self._embedded else "external",
-            "location": str(self._embedded.data_dir) if self._embedded else _redact(self.url),
+            "location": str(self._embedded.data_dir) if self._embedded else mask_url(self.url),
             "schema_version": schema_version,
             "embedder": {"id": bound[0], "dimensions": bound[1]} if bound else None,
             "configured_embedder": {"id": self.embedder.id, "dimensions": self.embedder.dimensions},
@@ -428,12 +416,6 @@ def _pg_array(items: list[str]) -> str:
     """A text[] literal, for passing arrays of arrays through unnest()."""
     escaped = ['"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"' for s in items]
     return "{" + ",".join(escaped) + "}"
-
-
-def _redact(url: str) -> str:
-    from cairo_coder.config import _mask
-
-    return str(_mask(url, "url"))
 
 
 def _to_result(row: asyncpg.Record, score: float) -> SearchResult:

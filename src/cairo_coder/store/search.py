@@ -18,6 +18,7 @@ MAX_QUERY_TERMS = 24
 POSTINGS_PER_TERM = 2000
 # Below this many candidate rows an exact scan beats HNSW with a post-filter (which may also return too few).
 EXACT_SCAN_MAX_ROWS = 20_000
+AMBIGUOUS_SYMBOL_MATCHES = 8
 
 
 def bm25_impact(tf: float, length: int) -> float:
@@ -140,10 +141,12 @@ async def symbols(
            ORDER BY hits DESC, chunk_number, id LIMIT $3""",
         names,
         sources,
-        limit,
+        AMBIGUOUS_SYMBOL_MATCHES + 1,
     )
-    # A name shared by many items (e.g. `new`) is not a lookup of one item.
-    return [(r["id"], float(r["hits"])) for r in rows] if len(rows) <= 8 else []
+    # A name that many chunks define is not a lookup of one item: rank nothing first rather than guess.
+    if len(rows) > AMBIGUOUS_SYMBOL_MATCHES:
+        return []
+    return [(r["id"], float(r["hits"])) for r in rows[:limit]]
 
 
 def reciprocal_rank_fusion(
