@@ -1,7 +1,11 @@
-"""A fake OpenAI-compatible HTTP server for tests: /v1/embeddings (and later chat completions).
+"""A fake OpenAI-compatible HTTP server for tests: /v1/embeddings and /v1/chat/completions.
 
-Responses are deterministic (hash-based vectors) and scriptable: queue status codes to return before
-succeeding, add a delay. It runs on 127.0.0.1 in a thread and is reached through the real LiteLLM client.
+It runs on 127.0.0.1 in a thread and is reached through the real LiteLLM/DSPy client path. Chat answers are
+written in DSPy's chat-adapter format for whatever output fields the prompt asks for, with deterministic
+defaults (the answer quotes the question, so concurrent requests can check they got their own answer) that a
+test can override per field (``fields``), possibly with a function of the request. Scriptable: statuses to
+return before succeeding (``failures`` for every endpoint, ``chat_failures`` for chat), ``Retry-After``,
+delays, and a count of streams the client abandoned.
 """
 
 from __future__ import annotations
@@ -9,10 +13,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+FieldValue = Any | Callable[[dict[str, Any], str], Any]
 
 
 def fake_vector(text: str, dimensions: int) -> list[float]:
@@ -22,29 +31,91 @@ def fake_vector(text: str, dimensions: int) -> list[float]:
     return [x / norm for x in raw]
 
 
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content or "")
+
+
+def output_fields(messages: list[dict[str, Any]]) -> list[str]:
+    """The output field names DSPy's chat adapter asks for, in order."""
+    system = next((_text(m["content"]) for m in messages if m.get("role") == "system"), "")
+    block = system.split("Your output fields are:", 1)[-1].split("All interactions", 1)[0]
+    return re.findall(r"^\d+\.\s+`(\w+)`", block, flags=re.MULTILINE)
+
+
+def input_field(messages: list[dict[str, Any]], name: str) -> str:
+    """The value of input field ``name`` in the last user message."""
+    user = next((_text(m["content"]) for m in reversed(messages) if m.get("role") == "user"), "")
+    match = re.search(rf"\[\[ ## {name} ## \]\]\n(.*?)(?=\n\n\[\[ ## |\Z)", user, flags=re.DOTALL)
+    return match.group(1).strip() if match else ""
+
+
+def default_value(field: str, body: dict[str, Any]) -> Any:
+    messages = body.get("messages", [])
+    query = input_field(messages, "query")
+    if field == "reasoning":
+        return "The documentation in the context answers this."
+    if field == "answer":
+        return f"ANSWER<{query}> Use the documented API [1].\n\n```cairo\nfn main() {{}}\n```"
+    if field == "search_queries":
+        return [query] if query else []
+    if field == "resources":
+        return ["cairo_book", "corelib_docs", "starknet_foundry", "scarb_docs", "starknet_docs"]
+    if field == "scores":
+        documents = input_field(messages, "documents")
+        return [1.0] * len(re.findall(r"^\[\d+\]", documents, flags=re.MULTILINE))
+    if field == "suggestions":
+        return [f"How do I test {query}?", "How do I deploy it?", "Which imports are needed?"]
+    return f"{field} value"
+
+
 class FakeOpenAI:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.failures: deque[int] = deque()
+        self.chat_failures: deque[int] = deque()
+        self.retry_after: str | None = "0"
         self.delay = 0.0
+        self.chat_delay = 0.0
+        self.chunk_delay = 0.0
+        self.chunk_size = 12
         self.default_dimensions = 8
+        self.fields: dict[str, FieldValue] = {}
+        self.abandoned_streams = 0
+        self.completed_streams = 0
+        self._lock = threading.Lock()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/models"):
+                    self._send(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+                    return
+                self._send(404, {"error": {"message": "not found"}})
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                owner.requests.append({"path": self.path, "body": body,
-                                       "authorization": self.headers.get("authorization")})
-                if owner.failures:
-                    status = owner.failures.popleft()
-                    self._send(status, {"error": {"message": f"scripted {status}", "type": "rate_limit_error"
-                                                  if status == 429 else "server_error", "code": None}})
+                with owner._lock:
+                    owner.requests.append({"path": self.path, "body": body, "time": time.monotonic(),
+                                           "authorization": self.headers.get("authorization")})
+                    queue = owner.chat_failures if "chat/completions" in self.path else deque()
+                    status = queue.popleft() if queue else (owner.failures.popleft() if owner.failures else 0)
+                if status:
+                    kind = "rate_limit_error" if status == 429 else "server_error"
+                    headers = {"retry-after": owner.retry_after} if owner.retry_after is not None else {}
+                    self._send(status, {"error": {"message": f"scripted {status}", "type": kind, "code": None}},
+                               headers)
                     return
                 if self.path.endswith("/embeddings"):
+                    if owner.delay:
+                        time.sleep(owner.delay)
                     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
                     dims = int(body.get("dimensions") or owner.default_dimensions)
                     data = [{"object": "embedding", "index": i, "embedding": fake_vector(str(t), dims)}
@@ -52,18 +123,90 @@ class FakeOpenAI:
                     self._send(200, {"object": "list", "data": data, "model": body.get("model"),
                                      "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}})
                     return
+                if self.path.endswith("/chat/completions"):
+                    if owner.chat_delay:
+                        time.sleep(owner.chat_delay)
+                    self._chat(body)
+                    return
                 self._send(404, {"error": {"message": "not found"}})
 
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
+            def _chat(self, body: dict[str, Any]) -> None:
+                content = owner.completion_text(body)
+                usage = owner.usage_for(body, content)
+                base = {"id": f"chatcmpl-{len(owner.requests)}", "created": int(time.time()),
+                        "model": body.get("model", "fake-model")}
+                if not body.get("stream"):
+                    self._send(200, {**base, "object": "chat.completion", "usage": usage, "choices": [
+                        {"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content}}]})
+                    return
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("cache-control", "no-cache")
+                self.send_header("connection", "close")
+                self.end_headers()
+                chunks = [content[i:i + owner.chunk_size] for i in range(0, len(content), owner.chunk_size)]
+                events = [{**base, "object": "chat.completion.chunk", "choices": [
+                    {"index": 0, "delta": {"role": "assistant", "content": piece} if i == 0 else {"content": piece},
+                     "finish_reason": None}]} for i, piece in enumerate(chunks)]
+                events.append({**base, "object": "chat.completion.chunk",
+                               "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    events.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+                try:
+                    for event in events:
+                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                        self.wfile.flush()
+                        if owner.chunk_delay:
+                            time.sleep(owner.chunk_delay)
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    with owner._lock:
+                        owner.abandoned_streams += 1
+                    return
+                with owner._lock:
+                    owner.completed_streams += 1
+                self.close_connection = True
+
+            def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def completion_text(self, body: dict[str, Any]) -> str:
+        messages = body.get("messages", [])
+        query = input_field(messages, "query")
+        parts = []
+        for name in output_fields(messages):
+            value = self.fields.get(name)
+            if value is None:
+                value = default_value(name, body)
+            elif callable(value):
+                value = value(body, query)
+            text = value if isinstance(value, str) else json.dumps(value)
+            parts.append(f"[[ ## {name} ## ]]\n{text}")
+        parts.append("[[ ## completed ## ]]")
+        return "\n\n".join(parts)
+
+    def usage_for(self, body: dict[str, Any], content: str | None = None) -> dict[str, int]:
+        """The usage the server reports for a chat request (deterministic: about 4 characters a token)."""
+        content = self.completion_text(body) if content is None else content
+        prompt = sum(len(_text(m.get("content"))) for m in body.get("messages", [])) // 4 + 1
+        completion = len(content) // 4 + 1
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def chat_requests(self) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["path"].endswith("/chat/completions")]
 
     @property
     def base_url(self) -> str:

@@ -23,7 +23,7 @@ from cairo_coder.types import AgentConfiguration, DocumentSource, SearchMode
 ENV_PREFIX = "CAIRO_CODER_"
 CONFIG_FILE_NAME = "cairo-coder.toml"
 LEGACY_CONFIG_FILE_NAME = "config.toml"
-SECRET_KEYS = ("api_key", "password", "secret", "token")
+SECRET_KEYS = ("api_key", "api_keys", "password", "secret", "_token", "admin_key", "salt")
 LOCAL_MODEL, LOCAL_DIMENSIONS = "all-MiniLM-L6-v2", 384
 REMOTE_MODEL, REMOTE_DIMENSIONS = "openai/text-embedding-3-large", 1536
 
@@ -33,6 +33,8 @@ STANDARD_ENV: dict[str, tuple[str, ...]] = {
     "OPENAI_API_KEY": ("llm", "openai_api_key"),
     "ANTHROPIC_API_KEY": ("llm", "anthropic_api_key"),
     "GEMINI_API_KEY": ("llm", "gemini_api_key"),
+    "CAIRO_CODER_MODEL": ("llm", "override_model"),
+    "OPENAI_BASE_URL": ("llm", "openai_base_url"),
     "CAIRO_CODER_CORPUS": ("ingest", "corpus"),
 }
 
@@ -110,11 +112,32 @@ class ServerSettings(_Section):
 
 
 class LLMSettings(_Section):
-    chat_model: str = ""
-    fast_model: str = ""
+    """Language models. Model strings are LiteLLM's (``openai/gpt-4o-mini``, ``anthropic/claude-...``,
+    ``gemini/gemini-2.0-flash``, ``ollama_chat/llama3.1``); empty means "not configured"."""
+
+    model: str = ""            # every stage that has no model of its own
+    chat_model: str = ""       # generation (the strong model)
+    fast_model: str = ""       # query processing, retrieval judge, suggestions (the fast model)
+    override_model: str = ""   # CAIRO_CODER_MODEL: forces the model of every stage of every agent
+    api_base: str = ""         # an OpenAI-compatible or Ollama endpoint used for every model
+    openai_base_url: str = ""  # OPENAI_BASE_URL: endpoint for openai/... models only
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=4096, ge=16, le=200_000)
+    retries: int = Field(default=3, ge=0, le=10)
+    timeout: float = Field(default=120.0, gt=0)
+    cache: bool = False
     openai_api_key: str = ""
     anthropic_api_key: str = ""
     gemini_api_key: str = ""
+
+
+class PipelineSettings(_Section):
+    default_agent: str = "cairo-coder"
+    max_history: int = Field(default=10, ge=0, le=100)
+    max_search_queries: int = Field(default=5, ge=1, le=20)
+    candidates_per_query: int = Field(default=10, ge=1, le=100)
+    mcp_max_tokens: int = Field(default=8000, ge=100, le=200_000)
+    optimized_dir: str = ""    # directory of DSPy-optimized programs (<program>.json); empty: none
 
 
 UrlStyle = Literal["html", "clean", "antora", "corelib", "mintlify"]
@@ -161,6 +184,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     sources: dict[DocumentSource, SourceConfig] = Field(default_factory=dict)
     agents: dict[str, AgentConfiguration] = Field(default_factory=dict)
 
@@ -179,6 +203,14 @@ class Settings(BaseSettings):
                 if isinstance(entry, dict):
                     entry.setdefault("id", key)
         return value
+
+    @model_validator(mode="after")
+    def _default_agent_exists(self) -> Settings:
+        if self.agents and self.pipeline.default_agent not in self.agents:
+            known = ", ".join(sorted(self.agents))
+            raise ValueError(f"pipeline.default_agent {self.pipeline.default_agent!r} is not a declared agent "
+                             f"(known: {known})")
+        return self
 
     def source(self, source: DocumentSource | str) -> SourceConfig:
         return self.sources[DocumentSource(source)]
@@ -408,7 +440,7 @@ def _mask(node: Any, key: str = "") -> Any:
     if isinstance(node, list):
         return [_mask(v, key) for v in node]
     if isinstance(node, str) and node:
-        if any(marker in key.lower() for marker in SECRET_KEYS):
+        if key.lower().endswith(SECRET_KEYS) or key.lower() == "token":
             return node[:3] + "…" + "*" * 6 if len(node) > 8 else "******"
         if key == "url" and "@" in node and "://" in node:
             scheme, rest = node.split("://", 1)

@@ -31,9 +31,13 @@ PROVIDER_KEYS = {
 class EmbeddingError(Exception):
     """Embedding failed (after retries for transient errors)."""
 
+    kind = "embedding_unavailable"
+
 
 class EmbeddingConfigError(EmbeddingError):
     """The embedder cannot run as configured: missing API key, missing optional package. Says what to set."""
+
+    kind = "embedding_not_configured"
 
 
 @runtime_checkable

@@ -109,8 +109,18 @@ class AgentConfiguration(BaseModel):
     sources: list[DocumentSource] = Field(default_factory=lambda: list(DocumentSource))
     max_source_count: int = Field(default=10, ge=1, le=100)
     similarity_threshold: float = Field(default=0.0, ge=-1.0, le=1.0)
-    chat_model: str | None = None
-    fast_model: str | None = None
+    chat_model: str | None = Field(default=None, description="Generation model of this agent (LiteLLM string).")
+    fast_model: str | None = Field(default=None, description="Query-processing / judge model of this agent.")
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, ge=16, le=200_000)
+    program: Literal["cairo", "scarb"] = Field(
+        default="cairo", description="Which query and generation signatures the agent uses.")
+    contract_template: str = Field(
+        default="builtin", description="'builtin', '' (none) or a file whose text is added for contract questions.")
+    test_template: str = Field(
+        default="builtin", description="'builtin', '' (none) or a file whose text is added for test questions.")
+    retrieval_judge: bool = Field(default=False, description="Score candidates with one batched LLM call.")
+    judge_threshold: float = Field(default=0.4, ge=0.0, le=1.0)
 
     def search_config(self) -> RagSearchConfig:
         return RagSearchConfig(
@@ -118,6 +128,44 @@ class AgentConfiguration(BaseModel):
             max_source_count=self.max_source_count,
             similarity_threshold=self.similarity_threshold,
         )
+
+
+class Usage(BaseModel):
+    """Token usage, as in the OpenAI API."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+                     completion_tokens=self.completion_tokens + other.completion_tokens,
+                     total_tokens=self.total_tokens + other.total_tokens)
+
+
+class RequestUsage(Usage):
+    """Usage of one request: the total and each stage's share (query_processing, retrieval_judge, generation)."""
+
+    stages: dict[str, Usage] = Field(default_factory=dict)
+
+    def add_stage(self, stage: str, usage: Usage) -> None:
+        self.stages[stage] = self.stages.get(stage, Usage()) + usage
+        self.prompt_tokens += usage.prompt_tokens
+        self.completion_tokens += usage.completion_tokens
+        self.total_tokens += usage.total_tokens
+
+
+class SourceInfo(BaseModel):
+    """A document as listed in the `sources` event; ``number`` is what the answer's [n] citations refer to."""
+
+    number: int
+    title: str
+    url: str
+    source: str
+    path: str
+    section: list[str] = Field(default_factory=list)
+    version: str | None = Field(default=None, description="Commit of the documentation the chunk was indexed from.")
+    score: float = 0.0
 
 
 StreamEventType = Literal["processing", "sources", "response", "final_response", "end", "error"]

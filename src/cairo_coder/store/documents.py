@@ -371,6 +371,20 @@ class DocumentStore:
                 break
         return results
 
+    async def similarities(self, query_vector: list[float], chunk_ids: list[str]) -> dict[str, float]:
+        """Cosine similarity of each chunk to ``query_vector`` (chunks without an embedding are left out)."""
+        if not chunk_ids or not self.dense_ready:
+            return {}
+
+        async def run() -> dict[str, float]:
+            rows = await self.pool.fetch(
+                """SELECT chunk_id, 1 - (embedding <=> $2) AS similarity FROM documents
+                   WHERE chunk_id = ANY($1::text[]) AND embedding IS NOT NULL""",
+                chunk_ids, query_vector)
+            return {r["chunk_id"]: float(r["similarity"]) for r in rows}
+
+        return await with_retries(run, what="similarity")
+
     # ------------------------------------------------------------------------------------------ status
 
     async def status(self) -> dict[str, Any]:

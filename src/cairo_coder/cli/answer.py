@@ -1,0 +1,108 @@
+"""Answering commands: ask (streamed answer with sources, or MCP-mode documentation) and agents."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from cairo_coder.cli.common import _fail, _open_store, _run, _settings, app, err, out
+from cairo_coder.config import Settings
+
+
+def _factory(settings: Settings, store: Any) -> Any:
+    from cairo_coder.agents import AgentFactory
+    from cairo_coder.llm import LLMRouter
+
+    return AgentFactory(settings, store, store.embedder, LLMRouter(settings.llm))
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="Your Cairo or Starknet question.")],
+    agent: Annotated[str | None, typer.Option("--agent", "-a", help="Agent id (default: pipeline.default_agent; "
+                                              "see `cairo-coder agents`).", show_default=False)] = None,
+    mcp: Annotated[bool, typer.Option("--mcp", help="Return the relevant documentation instead of an answer "
+                                      "(needs no language model).")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object: answer, sources, usage.")] = False,
+) -> None:
+    """Answer a question from the documentation, streaming the answer, then list the sources it cites.
+
+    Needs a language model (e.g. CAIRO_CODER_MODEL=openai/gpt-4o-mini and OPENAI_API_KEY) unless --mcp.
+    """
+    settings = _settings()
+    agent_id = agent or settings.pipeline.default_agent
+    if agent_id not in settings.agents:
+        _fail(f"unknown agent {agent_id!r}; known agents: {', '.join(sorted(settings.agents))}", 2)
+
+    async def run_json() -> dict[str, Any]:
+        store = await _open_store(settings)
+        try:
+            result = await _factory(settings, store).create_agent_by_id(agent_id).run(question, mcp_mode=mcp)
+        finally:
+            await store.close()
+        return {
+            "answer": result.answer,
+            "sources": [{"title": s.title, "url": s.url, "source": s.source, "path": s.path}
+                        for s in result.sources],
+            "usage": {"prompt_tokens": result.usage.prompt_tokens,
+                      "completion_tokens": result.usage.completion_tokens,
+                      "total_tokens": result.usage.total_tokens},
+        }
+
+    async def run_stream() -> tuple[list[dict[str, Any]], str | None]:
+        store = await _open_store(settings)
+        sources: list[dict[str, Any]] = []
+        try:
+            pipeline = _factory(settings, store).create_agent_by_id(agent_id)
+            async for event in pipeline.stream(question, mcp_mode=mcp):
+                if event.type == "processing":
+                    err.print(f"[dim]{event.data['message']}…[/]", highlight=False)
+                elif event.type == "sources":
+                    sources = event.data
+                elif event.type == "response":
+                    sys.stdout.write(event.data)
+                    sys.stdout.flush()
+                elif event.type == "error":
+                    return sources, str(event.data["message"])
+        finally:
+            await store.close()
+        return sources, None
+
+    if json_output:
+        out.print_json(data=_run(run_json))
+        return
+    sources, error = _run(run_stream)
+    if error is not None:
+        _fail(error)
+    sys.stdout.write("\n")
+    if sources:
+        out.print("\n[bold]Sources[/]", highlight=False)
+        for s in sources:
+            out.print(f"  [{s['number']}] {s['title']} [dim]({s['source']})[/]\n      {s['url']}", highlight=False)
+
+
+@app.command()
+def agents(json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """List the agents with their sources and the model each stage uses."""
+    from cairo_coder.llm import LLMRouter
+
+    settings = _settings()
+    router = LLMRouter(settings.llm)
+    rows: list[dict[str, Any]] = []
+    for agent_id in sorted(settings.agents):
+        agent = settings.agents[agent_id]
+        rows.append({"id": agent_id, "name": agent.name, "description": agent.description,
+                     "sources": [s.value for s in agent.sources], "default": agent_id ==
+                     settings.pipeline.default_agent, "models": router.describe(agent)})
+    if json_output:
+        out.print_json(data=rows)
+        return
+    table = Table("id", "name", "sources", "generation model", box=None, header_style="bold")
+    for row in rows:
+        marker = " (default)" if row["default"] else ""
+        table.add_row(row["id"] + marker, row["name"], ", ".join(row["sources"]),
+                      row["models"]["generation"] or "[dim]not configured[/]")
+    out.print(table)

@@ -1,0 +1,114 @@
+"""Shared pieces of the CLI: the typer app, consoles, settings loading and error handling."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from rich.console import Console
+
+from cairo_coder.config import ConfigError, Settings, load_settings_with_origin
+from cairo_coder.types import DocumentSource
+
+T = TypeVar("T")
+app = typer.Typer(
+    name="cairo-coder",
+    help="Cairo and Starknet answers grounded in the official documentation.\n\n"
+    "Runs on an embedded PostgreSQL by default (no setup); set DATABASE_URL to use your own server.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+db_app = typer.Typer(help="Inspect the document store.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure retrieval quality on a labelled dataset.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+app.add_typer(eval_app, name="eval")
+
+# Piped output (CI logs, files) gets a wide console: the default 80 columns truncated source names in tables.
+out = Console(width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+_state: dict[str, Any] = {"config": None}
+
+
+@app.callback()
+def main_options(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="TOML configuration file (default: ./cairo-coder.toml, or "
+                     "CAIRO_CODER_CONFIG).", show_default=False),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens (to stderr).")] = False,
+) -> None:
+    _state["config"] = config
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        loaded = load_settings_with_origin(_state["config"])
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    for notice in loaded.notices:
+        err.print(f"[yellow]{notice}[/]", highlight=False, soft_wrap=True)
+    return loaded.settings
+
+
+def _run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine, turning the errors users can fix into one clear message (no traceback)."""
+    from cairo_coder.embeddings import EmbeddingError
+    from cairo_coder.evaluation import DatasetError
+    from cairo_coder.ingest.loader import SourceUnavailableError
+    from cairo_coder.store.errors import StoreError
+
+    try:
+        return asyncio.run(factory())
+    except (StoreError, EmbeddingError, SourceUnavailableError, DatasetError) as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        # Pipeline errors users can act on (no LLM configured, unknown agent, bad template file...).
+        if isinstance(getattr(exc, "kind", None), str) or _user_error(exc):
+            _fail(str(exc))
+        raise
+    except KeyboardInterrupt:
+        _fail("interrupted; re-run the same command to resume", 130)
+
+
+def _user_error(exc: Exception) -> bool:
+    from cairo_coder.programs.loading import OptimizedProgramError
+    from cairo_coder.programs.templates import TemplateError
+
+    return isinstance(exc, OptimizedProgramError | TemplateError)
+
+
+async def _open_store(settings: Settings, *, for_writing: bool = False) -> Any:
+    from cairo_coder.embeddings import create_embedder
+    from cairo_coder.store import DocumentStore
+
+    embedder = create_embedder(settings.embeddings, settings.llm)
+    return await DocumentStore.open(settings.database, embedder, settings.search, for_writing=for_writing)
+
+
+def _parse_sources(values: list[str] | None) -> list[DocumentSource] | None:
+    if not values:
+        return None
+    known = [s.value for s in DocumentSource]
+    parsed = []
+    for value in values:
+        try:
+            parsed.append(DocumentSource(value))
+        except ValueError:
+            _fail(f"unknown source {value!r}; known sources: {', '.join(known)}", 2)
+    return parsed

@@ -1,0 +1,264 @@
+"""RagPipeline: query processing → retrieval → generation, as an async stream of events.
+
+Event order: ``processing``* → ``sources`` → ``response``* → ``final_response`` → ``end``; on failure one
+``error`` event and nothing after it. The non-streaming :meth:`RagPipeline.run` consumes the very same events,
+so both paths return the same answer and sources. MCP mode skips generation and returns the documentation
+formatted for a coding agent, and needs no language model (the raw query is then the search query).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dspy
+from dspy.streaming import StreamListener, StreamResponse
+from dspy.utils.usage_tracker import track_usage
+
+from cairo_coder.config import PipelineSettings
+from cairo_coder.llm import LLMError, LLMNotConfiguredError, LLMRouter, Stage, translate_error, usage_from
+from cairo_coder.programs.generation import GenerationProgram, format_context
+from cairo_coder.programs.query_processor import QueryProcessorProgram, raw_processed_query
+from cairo_coder.programs.retriever import DocumentRetrieverProgram
+from cairo_coder.types import (
+    AgentConfiguration,
+    Message,
+    ProcessedQuery,
+    RequestUsage,
+    SearchResult,
+    SourceInfo,
+    StreamEvent,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_HISTORY_MESSAGE_CHARS = 4000
+CHARS_PER_TOKEN = 4  # budget estimate for MCP output; no tokenizer download needed, errs on the safe side
+
+
+class PipelineError(Exception):
+    """A failure inside the pipeline that is not a language-model error (e.g. the store failed)."""
+
+    kind = "pipeline_error"
+
+
+@dataclass
+class RagResult:
+    answer: str
+    sources: list[SourceInfo]
+    usage: RequestUsage
+    documents: list[SearchResult] = field(default_factory=list)
+    processed_query: ProcessedQuery | None = None
+    mcp_mode: bool = False
+
+
+def format_history(history: Sequence[Message], limit: int) -> str:
+    recent = list(history)[-limit:] if limit else []
+    return "\n".join(f"{m.role.value}: {m.content[:MAX_HISTORY_MESSAGE_CHARS]}" for m in recent)
+
+
+def source_infos(documents: Sequence[SearchResult]) -> list[SourceInfo]:
+    infos = []
+    for number, doc in enumerate(documents, start=1):
+        meta = doc.document.metadata
+        infos.append(SourceInfo(number=number, title=meta.title or meta.path, url=meta.url, source=meta.source,
+                                path=meta.path, section=list(meta.section), version=meta.source_commit,
+                                score=round(doc.score, 6)))
+    return infos
+
+
+def format_for_agent(documents: Sequence[SearchResult], max_tokens: int) -> str:
+    """Documentation for a coding agent (MCP mode): title, url and content of each chunk, within the budget.
+
+    Chunks are added whole in ranking order; the first chunk that would exceed the budget is cut at a line
+    boundary and nothing follows it, so the most relevant text always comes first.
+    """
+    budget = max_tokens * CHARS_PER_TOKEN
+    parts: list[str] = []
+    used = 0
+    for number, doc in enumerate(documents, start=1):
+        meta = doc.document.metadata
+        heading = " › ".join(meta.section) if meta.section else meta.title
+        block = f"## [{number}] {heading}\nSource: {meta.source} — {meta.url}\n\n{doc.document.content.strip()}\n"
+        if used + len(block) > budget:
+            room = budget - used
+            if room > 200:
+                cut = block[:room].rsplit("\n", 1)[0]
+                parts.append(cut + "\n[... truncated to the token budget]\n")
+            break
+        parts.append(block)
+        used += len(block) + 1
+    if not parts:
+        return "No documentation matching this query was found."
+    return "\n".join(parts)
+
+
+class RagPipeline:
+    """One agent's pipeline. Programs and the store are injected (shared between requests; no per-call state)."""
+
+    def __init__(
+        self,
+        agent: AgentConfiguration,
+        *,
+        router: LLMRouter,
+        query_processor: QueryProcessorProgram,
+        retriever: DocumentRetrieverProgram,
+        generation: GenerationProgram,
+        settings: PipelineSettings,
+        templates: dict[str, str] | None = None,
+    ) -> None:
+        self.agent = agent
+        self.router = router
+        self.query_processor = query_processor
+        self.retriever = retriever
+        self.generation = generation
+        self.settings = settings
+        self.templates = templates or {}
+
+    # ---------------------------------------------------------------------------------------------- public
+
+    async def stream(self, query: str, chat_history: Sequence[Message] = (), *,
+                     mcp_mode: bool = False) -> AsyncIterator[StreamEvent]:
+        """The events of one request; a failure becomes one ``error`` event, and nothing follows it."""
+        try:
+            async for event in self._events(query, chat_history, mcp_mode, RequestUsage(), {}):
+                yield event
+        except Exception as exc:
+            yield StreamEvent(type="error", data=error_payload(exc))
+
+    async def run(self, query: str, chat_history: Sequence[Message] = (), *, mcp_mode: bool = False) -> RagResult:
+        """The same events consumed whole; raises the precise exception instead of an ``error`` event."""
+        usage = RequestUsage()
+        state: dict[str, Any] = {}
+        answer = ""
+        sources: list[SourceInfo] = []
+        async for event in self._events(query, chat_history, mcp_mode, usage, state):
+            if event.type == "sources":
+                sources = [SourceInfo.model_validate(s) for s in event.data]
+            elif event.type == "final_response":
+                answer = event.data["answer"]
+        return RagResult(answer=answer, sources=sources, usage=usage, documents=state.get("documents", []),
+                         processed_query=state.get("processed"), mcp_mode=mcp_mode)
+
+    # ---------------------------------------------------------------------------------------------- stages
+
+    async def _events(self, query: str, history: Sequence[Message], mcp_mode: bool, usage: RequestUsage,
+                      state: dict[str, Any]) -> AsyncIterator[StreamEvent]:
+        if not query.strip():
+            raise ValueError("the query is empty")
+        agent = self.agent
+        history_text = format_history(history, self.settings.max_history)
+        if not mcp_mode:
+            # Fail before any work when the answer cannot be generated (names the settings to provide).
+            self.router.lm("generation", agent)
+        yield StreamEvent(type="processing", data={"stage": "query_processing", "message": "Processing query"})
+        processed = await self._process_query(query, history_text, mcp_mode, usage)
+        state["processed"] = processed
+        yield StreamEvent(type="processing", data={"stage": "retrieval", "message": "Retrieving documentation",
+                                                   "search_queries": processed.search_queries,
+                                                   "resources": [r.value for r in processed.resources]})
+        documents = await self._retrieve(processed, mcp_mode, usage)
+        state["documents"] = documents
+        yield StreamEvent(type="sources", data=[s.model_dump(mode="json") for s in source_infos(documents)])
+        if mcp_mode:
+            text = format_for_agent(documents, self.settings.mcp_max_tokens)
+            yield StreamEvent(type="response", data=text)
+            yield StreamEvent(type="final_response", data={"answer": text, "usage": usage.model_dump()})
+            yield StreamEvent(type="end")
+            return
+        answer_parts: list[str] = []
+        final = ""
+        async for piece, prediction in self._generate(processed, documents, history_text, usage):
+            if piece:
+                answer_parts.append(piece)
+                yield StreamEvent(type="response", data=piece)
+            if prediction is not None:
+                final = str(prediction.answer or "")
+        streamed = "".join(answer_parts)
+        if final and not streamed:
+            yield StreamEvent(type="response", data=final)  # cache hit or a model that does not stream
+        answer = final or streamed
+        yield StreamEvent(type="final_response", data={"answer": answer, "usage": usage.model_dump()})
+        yield StreamEvent(type="end")
+
+    def _lm_for(self, stage: Stage) -> Any:
+        return self.router.lm(stage, self.agent)
+
+    async def _process_query(self, query: str, history: str, mcp_mode: bool, usage: RequestUsage) -> ProcessedQuery:
+        allowed = list(self.agent.sources)
+        if mcp_mode and not self.router.is_configured(self.agent, "query_processing"):
+            return raw_processed_query(query, allowed)
+        lm = self._lm_for("query_processing")
+        with dspy.context(lm=lm, track_usage=True), track_usage() as tracker:
+            try:
+                prediction = await self.query_processor.acall(query=query, chat_history=history, allowed=allowed)
+            except Exception as exc:
+                raise _llm_error(exc) from exc
+        usage.add_stage("query_processing", usage_from(tracker.get_total_tokens()))
+        processed: ProcessedQuery = prediction.processed_query
+        return processed
+
+    async def _retrieve(self, processed: ProcessedQuery, mcp_mode: bool, usage: RequestUsage) -> list[SearchResult]:
+        config = self.agent.search_config()
+        judge = self.agent.retrieval_judge and not (mcp_mode and not self.router.is_configured(
+            self.agent, "retrieval_judge"))
+        if not judge:
+            prediction = await self.retriever.acall(processed=processed, config=config)
+            return list(prediction.documents)
+        lm = self._lm_for("retrieval_judge")
+        with dspy.context(lm=lm, track_usage=True), track_usage() as tracker:
+            try:
+                prediction = await self.retriever.acall(processed=processed, config=config,
+                                                        judge_threshold=self.agent.judge_threshold)
+            except Exception as exc:
+                raise _llm_error(exc) from exc
+        usage.add_stage("retrieval_judge", usage_from(tracker.get_total_tokens()))
+        return list(prediction.documents)
+
+    async def _generate(self, processed: ProcessedQuery, documents: list[SearchResult], history: str,
+                        usage: RequestUsage) -> AsyncIterator[tuple[str, dspy.Prediction | None]]:
+        templates = []
+        if processed.is_contract_related and self.templates.get("contract"):
+            templates.append(self.templates["contract"])
+        if processed.is_test_related and self.templates.get("test"):
+            templates.append(self.templates["test"])
+        context = format_context(documents, templates)
+        lm = self._lm_for("generation")
+        listener = StreamListener(signature_field_name="answer")
+        program = dspy.streamify(self.generation, stream_listeners=[listener], is_async_program=True,
+                                 include_final_prediction_in_output_stream=True)
+        with dspy.context(lm=lm, track_usage=True), track_usage() as tracker:
+            try:
+                async for value in program(query=processed.original, context=context, chat_history=history):
+                    if isinstance(value, StreamResponse):
+                        yield value.chunk, None
+                    elif isinstance(value, dspy.Prediction):
+                        yield "", value
+            except Exception as exc:
+                raise _llm_error(exc) from exc
+            finally:
+                usage.add_stage("generation", usage_from(tracker.get_total_tokens()))
+
+
+def _llm_error(exc: Exception) -> Exception:
+    translated = translate_error(exc)
+    return translated if translated is not None else exc
+
+
+def error_payload(exc: BaseException) -> dict[str, Any]:
+    """What an ``error`` event carries: a message for people, a stable type for programs; never a traceback."""
+    translated = translate_error(exc) if isinstance(exc, Exception) else None
+    if translated is not None:
+        return {"type": translated.kind, "message": str(translated)}
+    kind = getattr(exc, "kind", None)
+    if isinstance(kind, str):
+        return {"type": kind, "message": str(exc)}
+    if isinstance(exc, ValueError):
+        return {"type": "invalid_request", "message": str(exc)}
+    logger.exception("pipeline failure", exc_info=exc)
+    return {"type": "internal_error", "message": f"internal error ({type(exc).__name__}); see the server log"}
+
+
+__all__ = ["LLMError", "LLMNotConfiguredError", "PipelineError", "RagPipeline", "RagResult", "error_payload"]

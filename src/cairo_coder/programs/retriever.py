@@ -1,0 +1,150 @@
+"""Document retrieval: search with every query, merge, rerank, filter; optionally judge in one LLM call."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import dspy
+
+from cairo_coder.embeddings import Embedder
+from cairo_coder.store.documents import DocumentStore
+from cairo_coder.types import ProcessedQuery, RagSearchConfig, SearchResult
+
+logger = logging.getLogger(__name__)
+
+# Weight of the original question's ranking when no embedder reranks: it is what the user actually asked.
+ORIGINAL_QUERY_WEIGHT = 2.0
+RANK_FUSION_K = 60
+JUDGE_EXCERPT_CHARS = 1200
+
+
+class RetrievalJudgeSignature(dspy.Signature):
+    """Judge how useful each numbered documentation excerpt is for answering the question about Cairo or
+    Starknet. Score every document from 0.0 (irrelevant) to 1.0 (directly answers it); a document that gives
+    needed background (an API used by the answer, a required import) is relevant."""
+
+    query: str = dspy.InputField()
+    documents: str = dspy.InputField(desc="Numbered excerpts: [1] ..., [2] ...")
+    scores: list[float] = dspy.OutputField(desc="One score per document, in document order.")
+
+
+class RetrievalJudge(dspy.Module):
+    """Scores all candidates in ONE call (never one call per document) and keeps those above ``threshold``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.judge = dspy.Predict(RetrievalJudgeSignature)
+
+    async def aforward(self, query: str, candidates: Sequence[SearchResult], threshold: float) -> dspy.Prediction:
+        if not candidates:
+            return dspy.Prediction(documents=[], scores=[])
+        numbered = "\n\n".join(
+            f"[{i}] {c.document.metadata.title}\n{c.document.content[:JUDGE_EXCERPT_CHARS]}"
+            for i, c in enumerate(candidates, start=1)
+        )
+        out = await self.judge.acall(query=query, documents=numbered)
+        scores = [float(s) for s in out.scores] if isinstance(out.scores, list) else []
+        if len(scores) != len(candidates):
+            # A malformed verdict must not silently empty the context: keep everything, say so in the log.
+            logger.warning("retrieval judge returned %d scores for %d documents; keeping all",
+                           len(scores), len(candidates))
+            return dspy.Prediction(documents=list(candidates), scores=scores)
+        kept = [c for c, score in zip(candidates, scores, strict=True) if score >= threshold]
+        return dspy.Prediction(documents=kept, scores=scores)
+
+    def forward(self, query: str, candidates: Sequence[SearchResult], threshold: float) -> dspy.Prediction:
+        from dspy.utils.syncify import run_async
+
+        result: dspy.Prediction = run_async(self.aforward(query, candidates, threshold))
+        return result
+
+
+class DocumentRetrieverProgram(dspy.Module):
+    """Searches the store with the original query and every search query, restricted to the chosen sources.
+
+    All queries are embedded in one batched call and searched concurrently. Candidates are merged by chunk and
+    reranked by cosine similarity to the original question when an embedder is configured (otherwise by
+    rank fusion of the lexical rankings, the original question counting double). The agent's similarity
+    threshold and source count apply last. Ties break on chunk id, so the order is deterministic.
+    """
+
+    def __init__(self, store: DocumentStore, embedder: Embedder, *, candidates_per_query: int = 10,
+                 max_search_queries: int = 5) -> None:
+        super().__init__()
+        self.store = store
+        self.embedder = embedder
+        self.candidates_per_query = candidates_per_query
+        self.max_search_queries = max_search_queries
+        self.judge = RetrievalJudge()
+
+    def queries_for(self, processed: ProcessedQuery) -> list[str]:
+        queries: list[str] = []
+        seen: set[str] = set()
+        for text in [processed.original, *processed.search_queries[: self.max_search_queries]]:
+            key = " ".join(text.split()).casefold()
+            if key and key not in seen:
+                seen.add(key)
+                queries.append(text)
+        return queries
+
+    async def aforward(self, processed: ProcessedQuery, config: RagSearchConfig,
+                       judge_threshold: float | None = None) -> dspy.Prediction:
+        allowed = list(config.sources)
+        sources = [s for s in processed.resources if s in allowed] or allowed
+        queries = self.queries_for(processed)
+        use_vectors = self.store.dense_ready and config.mode != "lexical"
+        vectors: list[list[float] | None] = [None] * len(queries)
+        if use_vectors:
+            vectors = list(await self.embedder.embed(queries))
+        source_ids = [s.value for s in sources]
+        rankings = await asyncio.gather(*(
+            self.store.search(q, k=self.candidates_per_query, sources=source_ids, mode=config.mode,
+                              query_vector=v)
+            for q, v in zip(queries, vectors, strict=True)
+        ))
+        merged = _merge(rankings)
+        if use_vectors and vectors[0] is not None:
+            sims = await self.store.similarities(vectors[0], list(merged))
+            ranked = [(sims.get(cid, -1.0), cid) for cid in merged]
+            ranked = [(score, cid) for score, cid in ranked if score >= config.similarity_threshold]
+        else:
+            ranked = [(_fusion_score(cid, rankings), cid) for cid in merged]
+        ranked.sort(key=lambda item: (-item[0], item[1]))
+        documents = [merged[cid].model_copy(update={"score": score}) for score, cid in ranked]
+        judged_out = 0
+        if judge_threshold is not None and documents:
+            candidates = documents[: config.max_source_count * 2]
+            verdict = await self.judge.aforward(processed.original, candidates, judge_threshold)
+            judged_out = len(candidates) - len(verdict.documents)
+            documents = list(verdict.documents)
+        return dspy.Prediction(documents=documents[: config.max_source_count], queries=queries,
+                               sources=sources, judged_out=judged_out)
+
+    def forward(self, processed: ProcessedQuery, config: RagSearchConfig,
+                judge_threshold: float | None = None) -> dspy.Prediction:
+        from dspy.utils.syncify import run_async
+
+        result: dspy.Prediction = run_async(self.aforward(processed, config, judge_threshold))
+        return result
+
+
+def _merge(rankings: Sequence[Sequence[SearchResult]]) -> dict[str, SearchResult]:
+    merged: dict[str, SearchResult] = {}
+    for ranking in rankings:
+        for result in ranking:
+            merged.setdefault(result.chunk_id, result)
+    return merged
+
+
+def _fusion_score(chunk_id: str, rankings: Sequence[Sequence[SearchResult]]) -> float:
+    score = 0.0
+    for index, ranking in enumerate(rankings):
+        weight = ORIGINAL_QUERY_WEIGHT if index == 0 else 1.0
+        for rank, result in enumerate(ranking, start=1):
+            if result.chunk_id == chunk_id:
+                score += weight / (RANK_FUSION_K + rank)
+                break
+    return score
+
