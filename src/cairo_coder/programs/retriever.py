@@ -10,7 +10,7 @@ import dspy
 
 from cairo_coder.embeddings import Embedder
 from cairo_coder.store.documents import DocumentStore
-from cairo_coder.types import ProcessedQuery, RagSearchConfig, SearchResult
+from cairo_coder.types import DocumentSource, ProcessedQuery, RagSearchConfig, SearchResult
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,8 @@ class DocumentRetrieverProgram(dspy.Module):
         vectors: list[list[float] | None] = [None] * len(queries)
         if use_vectors:
             vectors = list(await self.embedder.embed(queries))
-        source_ids = [s.value for s in sources]
+        # Every source is the same as no filter, and the unfiltered plan is the cheaper one.
+        source_ids = None if set(sources) == set(DocumentSource) else [s.value for s in sources]
         rankings = await asyncio.gather(*(
             self.store.search(q, k=self.candidates_per_query, sources=source_ids, mode=config.mode,
                               query_vector=v)

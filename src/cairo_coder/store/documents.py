@@ -316,15 +316,28 @@ class DocumentStore:
             assert vector_task is not None
             query_vector = await vector_task
             return await rank.dense(conn, query_vector, limit, sources), query_vector
-        symbol_hits: list[tuple[int, float]] = []
-        if len(lexical.query_terms(query)) <= SYMBOL_QUERY_MAX_TERMS:
-            symbol_hits = await rank.symbols(conn, query, 5, sources)
-        lexical_hits = await lexical_rank(conn, query, limit, sources)
-        vector = await vector_task if vector_task is not None else None
-        if mode == "lexical" or vector is None:
+        dense_task: asyncio.Future[tuple[list[float], list[tuple[int, float]]]] | None = None
+        if mode == "hybrid" and vector_task is not None:
+            # The dense ranking runs on a second connection while this one ranks lexically.
+            dense_task = asyncio.ensure_future(self._dense_on_own_connection(vector_task, limit, sources))
+        try:
+            symbol_hits: list[tuple[int, float]] = []
+            if len(lexical.query_terms(query)) <= SYMBOL_QUERY_MAX_TERMS:
+                symbol_hits = await rank.symbols(conn, query, 5, sources)
+            lexical_hits = await lexical_rank(conn, query, limit, sources)
+        except BaseException:
+            if dense_task is not None:
+                dense_task.cancel()
+            raise
+        vector: list[float] | None = None
+        dense_hits: list[tuple[int, float]] = []
+        if dense_task is not None:
+            vector, dense_hits = await dense_task
+        elif vector_task is not None:
+            vector = await vector_task
+        if dense_task is None:
             ranked = lexical_hits
         else:
-            dense_hits = await rank.dense(conn, vector, limit, sources)
             fused = rank.reciprocal_rank_fusion([(lexical_hits, 1.0), (dense_hits, 1.0)], self.search_settings.rrf_k)
             rows = await conn.fetch("SELECT id, source, path FROM documents WHERE id = ANY($1::bigint[])",
                                     [doc_id for doc_id, _ in fused])
@@ -336,6 +349,12 @@ class DocumentStore:
         top = ranked[0][1] if ranked else 0.0
         firsts = [(doc_id, top + SYMBOL_BONUS * hits) for doc_id, hits in symbol_hits]
         return firsts + [item for item in ranked if item[0] not in symbol_ids], vector
+
+    async def _dense_on_own_connection(self, vector_task: asyncio.Future[list[float]], limit: int,
+                                       sources: list[str] | None) -> tuple[list[float], list[tuple[int, float]]]:
+        vector = await vector_task
+        async with self.pool.acquire() as conn:
+            return vector, await rank.dense(conn, vector, limit, sources)
 
     async def _fetch(
         self,
