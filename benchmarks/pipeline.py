@@ -108,49 +108,50 @@ async def run_mode(factory: AgentFactory, questions: list[str], count: int, mcp:
     print(f"{'pipeline overhead':<26} {describe(overheads)}   target p50 < {15 if mcp else 25} ms")
 
 
-async def main() -> None:
+async def bench(args: argparse.Namespace, base_url: str) -> None:
+    env = {"CAIRO_CODER_MODEL": "openai/fake-model", "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-bench",
+           "CAIRO_CODER_EMBEDDINGS__PROVIDER": args.embeddings}
+    if args.embeddings == "remote":
+        env |= {"CAIRO_CODER_EMBEDDINGS__API_BASE": base_url}
+    settings = bench_settings(f"pipeline-{args.embeddings}", **env)
+    inner = create_embedder(settings.embeddings, settings.llm)
+    embedder = TimedEmbedder(inner)
+    store = await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True)
+    try:
+        started = time.perf_counter()
+        ingester = Ingester(settings, store)
+        for source in sorted(settings.sources):
+            if (CORPUS / source.value).is_dir():
+                await ingester.ingest_source(source, CORPUS)
+        chunks = await store.pool.fetchval("SELECT count(*) FROM documents")
+        print(f"store: {chunks} chunks, embeddings={args.embeddings} ({embedder.id}); "
+              f"ingest/check {time.perf_counter() - started:.1f} s")
+        questions = [json.loads(line)["query"] for line in DATASET.read_text().splitlines() if line.strip()]
+        timer = LMTimer()
+        dspy.configure(callbacks=[timer])
+        factory = AgentFactory(settings, store, embedder, LLMRouter(settings.llm, environ=env))
+        await run_mode(factory, questions, args.requests, False, timer, embedder)
+        await run_mode(factory, questions, args.requests, True, timer, embedder)
+        print(f"\nLLM calls per full answer: 2 (query processing, streamed generation); "
+              f"MCP mode: 1 (query processing). Total LM calls measured: {timer.calls}")
+    finally:
+        await store.close()
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=140)
     parser.add_argument("--embeddings", choices=("remote", "none", "local"), default="remote")
     args = parser.parse_args()
-
     server = subprocess.Popen([sys.executable, "-m", "tests.fake_openai"], cwd=REPO, stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
-    assert server.stdout is not None
-    base_url = server.stdout.readline().strip()
+    assert server.stdout is not None and server.stdin is not None
     try:
-        env = {"CAIRO_CODER_MODEL": "openai/fake-model", "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-bench",
-               "CAIRO_CODER_EMBEDDINGS__PROVIDER": args.embeddings}
-        if args.embeddings == "remote":
-            env |= {"CAIRO_CODER_EMBEDDINGS__API_BASE": base_url}
-        settings = bench_settings(f"pipeline-{args.embeddings}", **env)
-        inner = create_embedder(settings.embeddings, settings.llm)
-        embedder = TimedEmbedder(inner)
-        store = await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True)
-        try:
-            started = time.perf_counter()
-            ingester = Ingester(settings, store)
-            for source in sorted(settings.sources):
-                if (CORPUS / source.value).is_dir():
-                    await ingester.ingest_source(source, CORPUS)
-            chunks = await store.pool.fetchval("SELECT count(*) FROM documents")
-            print(f"store: {chunks} chunks, embeddings={args.embeddings} ({embedder.id}); "
-                  f"ingest/check {time.perf_counter() - started:.1f} s")
-            questions = [json.loads(line)["query"] for line in DATASET.read_text().splitlines() if line.strip()]
-            timer = LMTimer()
-            dspy.configure(callbacks=[timer])
-            factory = AgentFactory(settings, store, embedder, LLMRouter(settings.llm, environ=env))
-            await run_mode(factory, questions, args.requests, False, timer, embedder)
-            await run_mode(factory, questions, args.requests, True, timer, embedder)
-            print(f"\nLLM calls per full answer: 2 (query processing, streamed generation); "
-                  f"MCP mode: 1 (query processing). Total LM calls measured: {timer.calls}")
-        finally:
-            await store.close()
+        asyncio.run(bench(args, server.stdout.readline().strip()))
     finally:
-        assert server.stdin is not None
         server.stdin.close()
         server.wait(timeout=10)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
