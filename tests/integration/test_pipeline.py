@@ -322,3 +322,61 @@ async def test_optimized_programs_are_loaded_from_the_configured_directory(
     assert "OPTIMIZED INSTRUCTIONS" in fake.chat_requests()[1]["body"]["messages"][0]["content"]
     # Other agents fall back to their built-in programs (scarb has its own program names).
     assert factory2.programs("scarb-assistant").optimized == {}
+
+
+async def test_backoff_waits_between_attempts_without_a_retry_after_hint(
+    kb_url: str, fake: FakeOpenAI, factory_for: Any
+) -> None:
+    factory = await factory_for(llm_settings(kb_url, fake, CAIRO_CODER_LLM__RETRIES="1"))
+    fake.retry_after = None
+    fake.chat_failures.append(503)
+    await factory.create_agent().run(QUESTION, mcp_mode=True)
+    first, second = fake.chat_requests()[:2]
+    assert second["time"] - first["time"] >= 0.9, "exponential backoff starts at one second"
+
+
+class CountingEmbedder:
+    def __init__(self, inner: LocalEmbedder) -> None:
+        self.inner = inner
+        self.calls: list[int] = []
+        self.id = inner.id
+        self.dimensions = inner.dimensions
+
+    async def embed(self, texts: Any) -> list[list[float]]:
+        self.calls.append(len(texts))
+        return await self.inner.embed(texts)
+
+    async def embed_query(self, text: str) -> list[float]:
+        self.calls.append(1)
+        return await self.inner.embed_query(text)
+
+
+async def test_all_search_queries_are_embedded_in_one_call_and_results_are_deterministic(
+    kb_url: str, fake: FakeOpenAI, local_embedder: LocalEmbedder
+) -> None:
+    settings = llm_settings(kb_url, fake)
+    embedder = CountingEmbedder(local_embedder)
+    store = await DocumentStore.open(settings.database, embedder, settings.search)  # type: ignore[arg-type]
+    try:
+        factory = AgentFactory(settings, store, embedder, LLMRouter(settings.llm, environ={}))  # type: ignore[arg-type]
+        fake.fields["search_queries"] = ["storage variables", "Map read write", "arrays append", "storage Map"]
+        first = await factory.create_agent().run(QUESTION, mcp_mode=True)
+        assert embedder.calls == [5], "the question and four search queries, in one batch"
+        runs = [await factory.create_agent().run(QUESTION, mcp_mode=True) for _ in range(3)]
+        orders = {tuple(s.url for s in r.sources) for r in [first, *runs]}
+        assert len(orders) == 1
+        scores = [s.score for s in first.sources]
+        assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0 for s in scores)
+    finally:
+        await store.close()
+
+
+async def test_similarity_threshold_and_max_source_count_apply(kb_url: str, fake: FakeOpenAI,
+                                                               factory_for: Any) -> None:
+    loose = await (await factory_for(llm_settings(
+        kb_url, fake, CAIRO_CODER_AGENTS__CAIRO_CODER__MAX_SOURCE_COUNT="2"))).create_agent().run(QUESTION)
+    assert len(loose.sources) == 2
+    strict = await (await factory_for(llm_settings(
+        kb_url, fake, CAIRO_CODER_AGENTS__CAIRO_CODER__SIMILARITY_THRESHOLD="0.99"))).create_agent().run(QUESTION)
+    assert strict.sources == []
+    assert "no documentation was found" in fake.chat_requests()[-1]["body"]["messages"][-1]["content"]
