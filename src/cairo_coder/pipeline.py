@@ -38,12 +38,6 @@ MAX_HISTORY_MESSAGE_CHARS = 4000
 CHARS_PER_TOKEN = 4  # budget estimate for MCP output; no tokenizer download needed, errs on the safe side
 
 
-class PipelineError(Exception):
-    """A failure inside the pipeline that is not a language-model error (e.g. the store failed)."""
-
-    kind = "pipeline_error"
-
-
 @dataclass
 class RagResult:
     answer: str
@@ -261,4 +255,4 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
     return {"type": "internal_error", "message": f"internal error ({type(exc).__name__}); see the server log"}
 
 
-__all__ = ["LLMError", "LLMNotConfiguredError", "PipelineError", "RagPipeline", "RagResult", "error_payload"]
+__all__ = ["LLMError", "LLMNotConfiguredError", "RagPipeline", "RagResult", "error_payload"]
