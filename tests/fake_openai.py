@@ -5,7 +5,7 @@ written in DSPy's chat-adapter format for whatever output fields the prompt asks
 defaults (the answer quotes the question, so concurrent requests can check they got their own answer) that a
 test can override per field (``fields``), possibly with a function of the request. Scriptable: statuses to
 return before succeeding (``failures`` for every endpoint, ``chat_failures`` for chat), ``Retry-After``,
-delays, and a count of streams the client abandoned.
+and delays (before answering, between streamed chunks).
 """
 
 from __future__ import annotations
@@ -82,8 +82,6 @@ class FakeOpenAI:
         self.chunk_size = 12
         self.default_dimensions = 8
         self.fields: dict[str, FieldValue] = {}
-        self.abandoned_streams = 0
-        self.completed_streams = 0
         self._lock = threading.Lock()
         owner = self
 
@@ -92,12 +90,6 @@ class FakeOpenAI:
 
             def log_message(self, *args: Any) -> None:
                 pass
-
-            def do_GET(self) -> None:
-                if self.path.rstrip("/").endswith("/models"):
-                    self._send(200, {"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
-                    return
-                self._send(404, {"error": {"message": "not found"}})
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
@@ -162,11 +154,7 @@ class FakeOpenAI:
                     self.wfile.write(b"data: [DONE]\n\n")
                     self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
-                    with owner._lock:
-                        owner.abandoned_streams += 1
-                    return
-                with owner._lock:
-                    owner.completed_streams += 1
+                    return  # the client went away
                 self.close_connection = True
 
             def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:

@@ -41,6 +41,14 @@ class UnknownAgentError(LookupError):
         super().__init__(f"unknown agent {agent_id!r}; known agents: {', '.join(known)}")
 
 
+def agent_config(settings: Settings, agent_id: str) -> AgentConfiguration:
+    """The declared agent ``agent_id``; raises :class:`UnknownAgentError` listing the known ids."""
+    agent = settings.agents.get(agent_id)
+    if agent is None:
+        raise UnknownAgentError(agent_id, sorted(settings.agents))
+    return agent
+
+
 @dataclass
 class AgentPrograms:
     query_processor: QueryProcessorProgram
@@ -95,10 +103,7 @@ class AgentFactory:
         return [self.settings.agents[agent_id] for agent_id in self.agent_ids()]
 
     def get_config(self, agent_id: str) -> AgentConfiguration:
-        agent = self.settings.agents.get(agent_id)
-        if agent is None:
-            raise UnknownAgentError(agent_id, self.agent_ids())
-        return agent
+        return agent_config(self.settings, agent_id)
 
     def programs(self, agent_id: str) -> AgentPrograms:
         agent = self.get_config(agent_id)
@@ -118,4 +123,5 @@ class AgentFactory:
         programs = self.programs(agent_id)
         return RagPipeline(agent, router=self.router, query_processor=programs.query_processor,
                            retriever=programs.retriever, generation=programs.generation,
-                           settings=self.settings.pipeline, templates=programs.templates)
+                           settings=self.settings.pipeline, templates=programs.templates,
+                           search=agent.search_config(self.settings.search.mode))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -111,6 +112,23 @@ class ServerSettings(_Section):
     port: int = Field(default=3001, ge=1, le=65535)
 
 
+# Provider prefix of a LiteLLM model string -> (environment variable of its API key, our settings key or None).
+PROVIDER_KEYS: dict[str, tuple[str, str | None]] = {
+    "openai": ("OPENAI_API_KEY", "openai_api_key"),
+    "anthropic": ("ANTHROPIC_API_KEY", "anthropic_api_key"),
+    "gemini": ("GEMINI_API_KEY", "gemini_api_key"),
+    "azure": ("AZURE_API_KEY", None),
+    "voyage": ("VOYAGE_API_KEY", None),
+    "cohere": ("COHERE_API_KEY", None),
+    "mistral": ("MISTRAL_API_KEY", None),
+}
+
+
+def provider_of(model: str) -> str:
+    """The provider prefix of a LiteLLM model string (LiteLLM's default, openai, when there is none)."""
+    return model.split("/", 1)[0].lower() if "/" in model else "openai"
+
+
 class LLMSettings(_Section):
     """Language models. Model strings are LiteLLM's (``openai/gpt-4o-mini``, ``anthropic/claude-...``,
     ``gemini/gemini-2.0-flash``, ``ollama_chat/llama3.1``); empty means "not configured"."""
@@ -129,6 +147,20 @@ class LLMSettings(_Section):
     openai_api_key: str = ""
     anthropic_api_key: str = ""
     gemini_api_key: str = ""
+
+    def api_key(self, model: str, environ: Mapping[str, str]) -> str | None:
+        """The API key for ``model``'s provider: our setting, else the provider's environment variable."""
+        env_name, field = PROVIDER_KEYS.get(provider_of(model), ("", None))
+        configured = str(getattr(self, field)) if field else ""
+        return configured or environ.get(env_name) or None
+
+    @staticmethod
+    def key_hint(model: str) -> str | None:
+        """How to provide ``model``'s key ("set X (or llm.x in cairo-coder.toml)"), None if its provider is unknown."""
+        env_name, field = PROVIDER_KEYS.get(provider_of(model), ("", None))
+        if not env_name:
+            return None
+        return f"set {env_name}" + (f" (or llm.{field} in cairo-coder.toml)" if field else "")
 
 
 class PipelineSettings(_Section):

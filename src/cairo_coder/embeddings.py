@@ -18,14 +18,6 @@ from cairo_coder.config import EmbeddingSettings, LLMSettings
 
 logger = logging.getLogger(__name__)
 
-PROVIDER_KEYS = {
-    "openai": ("OPENAI_API_KEY", "llm.openai_api_key"),
-    "azure": ("AZURE_API_KEY", "AZURE_API_KEY"),
-    "gemini": ("GEMINI_API_KEY", "llm.gemini_api_key"),
-    "voyage": ("VOYAGE_API_KEY", "VOYAGE_API_KEY"),
-    "cohere": ("COHERE_API_KEY", "COHERE_API_KEY"),
-    "mistral": ("MISTRAL_API_KEY", "MISTRAL_API_KEY"),
-}
 
 
 class EmbeddingError(Exception):
@@ -156,19 +148,14 @@ class RemoteEmbedder:
         return self.settings.dimensions
 
     def _api_key(self) -> str | None:
-        provider = self.settings.model.split("/", 1)[0] if "/" in self.settings.model else "openai"
-        if provider == "openai" and self.llm.openai_api_key:
-            return self.llm.openai_api_key
-        if provider == "gemini" and self.llm.gemini_api_key:
-            return self.llm.gemini_api_key
-        env_name, setting = PROVIDER_KEYS.get(provider, ("", ""))
-        if env_name and not os.environ.get(env_name) and not self.settings.api_base:
+        key = self.llm.api_key(self.settings.model, os.environ)
+        hint = self.llm.key_hint(self.settings.model)
+        if key is None and hint and not self.settings.api_base:
             raise EmbeddingConfigError(
-                f"remote embeddings with {self.settings.model!r} need an API key: set {env_name} "
-                f"(or {setting} in cairo-coder.toml), or use CAIRO_CODER_EMBEDDINGS__PROVIDER=local for offline "
-                "embeddings"
+                f"remote embeddings with {self.settings.model!r} need an API key: {hint}, or use "
+                "CAIRO_CODER_EMBEDDINGS__PROVIDER=local for offline embeddings"
             )
-        return os.environ.get(env_name) if env_name else None
+        return key
 
     async def _call(self, batch: list[str]) -> list[list[float]]:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")

@@ -38,6 +38,8 @@ class EvalItem(BaseModel):
 class DatasetError(Exception):
     """The dataset file is missing or a line is not a valid item; the message names the line."""
 
+    kind = "invalid_dataset"
+
 
 def load_dataset(path: Path) -> list[EvalItem]:
     try:

@@ -17,18 +17,12 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from cairo_coder.config import LLMSettings
+from cairo_coder.config import LLMSettings, provider_of
 from cairo_coder.types import AgentConfiguration, Usage
 
 Stage = Literal["query_processing", "generation", "retrieval_judge", "suggestions"]
 FAST_STAGES: frozenset[str] = frozenset({"query_processing", "retrieval_judge", "suggestions"})
 
-# Provider prefix -> (environment variable, settings key) of its API key.
-PROVIDER_KEYS: dict[str, tuple[str, str]] = {
-    "openai": ("OPENAI_API_KEY", "llm.openai_api_key"),
-    "anthropic": ("ANTHROPIC_API_KEY", "llm.anthropic_api_key"),
-    "gemini": ("GEMINI_API_KEY", "llm.gemini_api_key"),
-}
 MAX_CACHED_LMS = 32
 
 NOT_CONFIGURED_HINT = (
@@ -84,10 +78,6 @@ class LLMOutputError(LLMError):
     """The model's answer could not be parsed into the program's output fields."""
 
     kind = "llm_bad_output"
-
-
-def provider_of(model: str) -> str:
-    return model.split("/", 1)[0].lower() if "/" in model else "openai"
 
 
 def translate_error(exc: BaseException) -> LLMError | None:
@@ -166,19 +156,14 @@ class LLMRouter:
         base = s.api_base or (s.openai_base_url if provider == "openai" else "")
         if base:
             kwargs["api_base"] = base
-        configured_key = {"openai": s.openai_api_key, "anthropic": s.anthropic_api_key,
-                          "gemini": s.gemini_api_key}.get(provider, "")
-        if provider in PROVIDER_KEYS:
-            env_name, setting = PROVIDER_KEYS[provider]
-            key = configured_key or self._environ.get(env_name, "")
-            if key:
-                kwargs["api_key"] = key
-            elif base:
-                kwargs["api_key"] = "unused"  # local OpenAI-compatible servers need no key, the SDK needs one
-            else:
-                raise LLMNotConfiguredError(
-                    f"model {model!r} needs an API key: set {env_name} (or {setting} in cairo-coder.toml)",
-                    model=model)
+        key = s.api_key(model, self._environ)
+        hint = s.key_hint(model)
+        if key:
+            kwargs["api_key"] = key
+        elif hint and base:
+            kwargs["api_key"] = "unused"  # local OpenAI-compatible servers need no key, the SDK needs one
+        elif hint:
+            raise LLMNotConfiguredError(f"model {model!r} needs an API key: {hint}", model=model)
         return kwargs
 
     def lm(self, stage: Stage, agent: AgentConfiguration | None = None) -> Any:

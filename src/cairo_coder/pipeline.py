@@ -9,7 +9,8 @@ formatted for a coding agent, and needs no language model (the raw query is then
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +19,7 @@ from dspy.streaming import StreamListener, StreamResponse
 from dspy.utils.usage_tracker import track_usage
 
 from cairo_coder.config import PipelineSettings
-from cairo_coder.llm import LLMError, LLMNotConfiguredError, LLMRouter, Stage, translate_error, usage_from
+from cairo_coder.llm import LLMRouter, Stage, translate_error, usage_from
 from cairo_coder.programs.generation import GenerationProgram, format_context
 from cairo_coder.programs.query_processor import QueryProcessorProgram, raw_processed_query
 from cairo_coder.programs.retriever import DocumentRetrieverProgram
@@ -26,6 +27,7 @@ from cairo_coder.types import (
     AgentConfiguration,
     Message,
     ProcessedQuery,
+    RagSearchConfig,
     RequestUsage,
     SearchResult,
     SourceInfo,
@@ -74,8 +76,8 @@ def format_for_agent(documents: Sequence[SearchResult], max_tokens: int) -> str:
     used = 0
     for number, doc in enumerate(documents, start=1):
         meta = doc.document.metadata
-        heading = " › ".join(meta.section) if meta.section else meta.title
-        block = f"## [{number}] {heading}\nSource: {meta.source} — {meta.url}\n\n{doc.document.content.strip()}\n"
+        content = doc.document.content.strip()
+        block = f"## [{number}] {meta.heading()}\nSource: {meta.source} — {meta.url}\n\n{content}\n"
         if used + len(block) > budget:
             room = budget - used
             if room > 200:
@@ -101,6 +103,7 @@ class RagPipeline:
         retriever: DocumentRetrieverProgram,
         generation: GenerationProgram,
         settings: PipelineSettings,
+        search: RagSearchConfig | None = None,
         templates: dict[str, str] | None = None,
     ) -> None:
         self.agent = agent
@@ -109,6 +112,7 @@ class RagPipeline:
         self.retriever = retriever
         self.generation = generation
         self.settings = settings
+        self.search = search or agent.search_config()
         self.templates = templates or {}
 
     # ---------------------------------------------------------------------------------------------- public
@@ -177,38 +181,38 @@ class RagPipeline:
         yield StreamEvent(type="final_response", data={"answer": answer, "usage": usage.model_dump()})
         yield StreamEvent(type="end")
 
-    def _lm_for(self, stage: Stage) -> Any:
-        return self.router.lm(stage, self.agent)
+    @contextmanager
+    def _stage(self, stage: Stage, usage: RequestUsage) -> Iterator[None]:
+        """Run a stage on its model, count its tokens, and turn DSPy/LiteLLM errors into our precise types."""
+        with dspy.context(lm=self.router.lm(stage, self.agent), track_usage=True), track_usage() as tracker:
+            try:
+                yield
+            except Exception as exc:
+                translated = translate_error(exc)
+                if translated is None or translated is exc:
+                    raise
+                raise translated from exc
+            finally:
+                usage.add_stage(stage, usage_from(tracker.get_total_tokens()))
 
     async def _process_query(self, query: str, history: str, mcp_mode: bool, usage: RequestUsage) -> ProcessedQuery:
         allowed = list(self.agent.sources)
         if mcp_mode and not self.router.is_configured(self.agent, "query_processing"):
             return raw_processed_query(query, allowed)
-        lm = self._lm_for("query_processing")
-        with dspy.context(lm=lm, track_usage=True), track_usage() as tracker:
-            try:
-                prediction = await self.query_processor.acall(query=query, chat_history=history, allowed=allowed)
-            except Exception as exc:
-                raise _llm_error(exc) from exc
-        usage.add_stage("query_processing", usage_from(tracker.get_total_tokens()))
+        with self._stage("query_processing", usage):
+            prediction = await self.query_processor.acall(query=query, chat_history=history, allowed=allowed)
         processed: ProcessedQuery = prediction.processed_query
         return processed
 
     async def _retrieve(self, processed: ProcessedQuery, mcp_mode: bool, usage: RequestUsage) -> list[SearchResult]:
-        config = self.agent.search_config()
         judge = self.agent.retrieval_judge and not (mcp_mode and not self.router.is_configured(
             self.agent, "retrieval_judge"))
         if not judge:
-            prediction = await self.retriever.acall(processed=processed, config=config)
+            prediction = await self.retriever.acall(processed=processed, config=self.search)
             return list(prediction.documents)
-        lm = self._lm_for("retrieval_judge")
-        with dspy.context(lm=lm, track_usage=True), track_usage() as tracker:
-            try:
-                prediction = await self.retriever.acall(processed=processed, config=config,
-                                                        judge_threshold=self.agent.judge_threshold)
-            except Exception as exc:
-                raise _llm_error(exc) from exc
-        usage.add_stage("retrieval_judge", usage_from(tracker.get_total_tokens()))
+        with self._stage("retrieval_judge", usage):
+            prediction = await self.retriever.acall(processed=processed, config=self.search,
+                                                    judge_threshold=self.agent.judge_threshold)
         return list(prediction.documents)
 
     async def _generate(self, processed: ProcessedQuery, documents: list[SearchResult], history: str,
@@ -219,26 +223,15 @@ class RagPipeline:
         if processed.is_test_related and self.templates.get("test"):
             templates.append(self.templates["test"])
         context = format_context(documents, templates)
-        lm = self._lm_for("generation")
         listener = StreamListener(signature_field_name="answer")
         program = dspy.streamify(self.generation, stream_listeners=[listener], is_async_program=True,
                                  include_final_prediction_in_output_stream=True)
-        with dspy.context(lm=lm, track_usage=True), track_usage() as tracker:
-            try:
-                async for value in program(query=processed.original, context=context, chat_history=history):
-                    if isinstance(value, StreamResponse):
-                        yield value.chunk, None
-                    elif isinstance(value, dspy.Prediction):
-                        yield "", value
-            except Exception as exc:
-                raise _llm_error(exc) from exc
-            finally:
-                usage.add_stage("generation", usage_from(tracker.get_total_tokens()))
-
-
-def _llm_error(exc: Exception) -> Exception:
-    translated = translate_error(exc)
-    return translated if translated is not None else exc
+        with self._stage("generation", usage):
+            async for value in program(query=processed.original, context=context, chat_history=history):
+                if isinstance(value, StreamResponse):
+                    yield value.chunk, None
+                elif isinstance(value, dspy.Prediction):
+                    yield "", value
 
 
 def error_payload(exc: BaseException) -> dict[str, Any]:
@@ -255,4 +248,4 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
     return {"type": "internal_error", "message": f"internal error ({type(exc).__name__}); see the server log"}
 
 
-__all__ = ["LLMError", "LLMNotConfiguredError", "RagPipeline", "RagResult", "error_payload"]
+__all__ = ["RagPipeline", "RagResult", "error_payload"]

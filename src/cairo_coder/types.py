@@ -12,6 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# What the programs receive as chat history when there is none (an empty field reads as a missing one).
+NO_HISTORY = "(no earlier messages)"
+
 
 class DocumentSource(StrEnum):
     """The documentation sources of the original system; values are the ids used in TOML, the API and the DB."""
@@ -55,6 +58,11 @@ class DocumentMetadata(BaseModel):
     content_hash: str = ""
     source_commit: str | None = None
     indexed_at: datetime | None = None
+
+
+    def heading(self) -> str:
+        """The chunk's heading trail as shown to a model ("Page › Section › Subsection")."""
+        return " › ".join(self.section) if self.section else self.title
 
 
 class Document(BaseModel):
@@ -122,11 +130,12 @@ class AgentConfiguration(BaseModel):
     retrieval_judge: bool = Field(default=False, description="Score candidates with one batched LLM call.")
     judge_threshold: float = Field(default=0.4, ge=0.0, le=1.0)
 
-    def search_config(self) -> RagSearchConfig:
+    def search_config(self, mode: SearchMode = "hybrid") -> RagSearchConfig:
         return RagSearchConfig(
             sources=self.sources,
             max_source_count=self.max_source_count,
             similarity_threshold=self.similarity_threshold,
+            mode=mode,
         )
 
 

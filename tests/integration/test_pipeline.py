@@ -380,3 +380,17 @@ async def test_similarity_threshold_and_max_source_count_apply(kb_url: str, fake
         kb_url, fake, CAIRO_CODER_AGENTS__CAIRO_CODER__SIMILARITY_THRESHOLD="0.99"))).create_agent().run(QUESTION)
     assert strict.sources == []
     assert "no documentation was found" in fake.chat_requests()[-1]["body"]["messages"][-1]["content"]
+
+
+async def test_the_configured_search_mode_is_the_one_retrieval_uses(kb_url: str, fake: FakeOpenAI,
+                                                                     local_embedder: LocalEmbedder) -> None:
+    settings = llm_settings(kb_url, fake, CAIRO_CODER_SEARCH__MODE="lexical")
+    embedder = CountingEmbedder(local_embedder)
+    store = await DocumentStore.open(settings.database, embedder, settings.search)  # type: ignore[arg-type]
+    try:
+        factory = AgentFactory(settings, store, embedder, LLMRouter(settings.llm, environ={}))  # type: ignore[arg-type]
+        result = await factory.create_agent().run(QUESTION, mcp_mode=True)
+        assert result.sources and result.sources[0].title == "Contract Storage"
+        assert embedder.calls == [], "lexical mode embeds nothing"
+    finally:
+        await store.close()

@@ -14,9 +14,8 @@ from cairo_coder.config import Settings
 
 def _factory(settings: Settings, store: Any) -> Any:
     from cairo_coder.agents import AgentFactory
-    from cairo_coder.llm import LLMRouter
 
-    return AgentFactory(settings, store, store.embedder, LLMRouter(settings.llm))
+    return AgentFactory(settings, store, store.embedder)
 
 
 @app.command()
@@ -34,8 +33,12 @@ def ask(
     """
     settings = _settings()
     agent_id = agent or settings.pipeline.default_agent
-    if agent_id not in settings.agents:
-        _fail(f"unknown agent {agent_id!r}; known agents: {', '.join(sorted(settings.agents))}", 2)
+    from cairo_coder.agents import UnknownAgentError, agent_config
+
+    try:
+        agent_config(settings, agent_id)  # before starting the database: a typo fails at once
+    except UnknownAgentError as exc:
+        _fail(str(exc), 2)
 
     async def run_json() -> dict[str, Any]:
         store = await _open_store(settings)

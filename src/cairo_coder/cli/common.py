@@ -67,30 +67,19 @@ def _settings() -> Settings:
 
 
 def _run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine, turning the errors users can fix into one clear message (no traceback)."""
-    from cairo_coder.embeddings import EmbeddingError
-    from cairo_coder.evaluation import DatasetError
-    from cairo_coder.ingest.loader import SourceUnavailableError
-    from cairo_coder.store.errors import StoreError
+    """Run a coroutine, turning the errors users can fix into one clear message (no traceback).
 
+    Those errors carry a stable ``kind`` (store, embeddings, sources, datasets, LLM, agents, configuration files);
+    anything else is a bug and keeps its traceback.
+    """
     try:
         return asyncio.run(factory())
-    except (StoreError, EmbeddingError, SourceUnavailableError, DatasetError) as exc:
-        _fail(str(exc))
     except Exception as exc:
-        # Pipeline errors users can act on (no LLM configured, unknown agent, bad template file...).
-        if isinstance(getattr(exc, "kind", None), str) or _user_error(exc):
+        if isinstance(getattr(exc, "kind", None), str):
             _fail(str(exc))
         raise
     except KeyboardInterrupt:
         _fail("interrupted; re-run the same command to resume", 130)
-
-
-def _user_error(exc: Exception) -> bool:
-    from cairo_coder.programs.loading import OptimizedProgramError
-    from cairo_coder.programs.templates import TemplateError
-
-    return isinstance(exc, OptimizedProgramError | TemplateError)
 
 
 async def _open_store(settings: Settings, *, for_writing: bool = False) -> Any:

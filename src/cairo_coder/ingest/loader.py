@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 class SourceUnavailableError(Exception):
     """A source's documents cannot be found locally nor fetched."""
 
+    kind = "source_unavailable"
+
 
 @dataclass
 class SourceReport:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import dspy
 
-from cairo_coder.types import SearchResult
+from cairo_coder.types import NO_HISTORY, SearchResult
 
 CAIRO_INSTRUCTIONS = """You are Cairo Coder, an expert assistant for Cairo (version 2.x) and Starknet smart
 contract development. Answer the user's question using the numbered documentation in `context`.
@@ -58,17 +58,15 @@ class GenerationProgram(dspy.Module):
         self.generate = dspy.ChainOfThought(signature)
 
     def forward(self, query: str, context: str, chat_history: str = "") -> dspy.Prediction:
-        return self.generate(query=query, context=context, chat_history=chat_history or "(no earlier messages)")
+        return self.generate(query=query, context=context, chat_history=chat_history or NO_HISTORY)
 
     async def aforward(self, query: str, context: str, chat_history: str = "") -> dspy.Prediction:
-        return await self.generate.acall(query=query, context=context,
-                                         chat_history=chat_history or "(no earlier messages)")
+        return await self.generate.acall(query=query, context=context, chat_history=chat_history or NO_HISTORY)
 
 
 def format_document(number: int, result: SearchResult) -> str:
     meta = result.document.metadata
-    heading = " › ".join(meta.section) if meta.section else meta.title
-    return f"[{number}] {heading}\nsource: {meta.source} — {meta.url}\n\n{result.document.content.strip()}"
+    return f"[{number}] {meta.heading()}\nsource: {meta.source} — {meta.url}\n\n{result.document.content.strip()}"
 
 
 def format_context(documents: Sequence[SearchResult], templates: Sequence[str] = ()) -> str:

@@ -13,6 +13,8 @@ logger = logging.getLogger(__name__)
 class OptimizedProgramError(Exception):
     """An optimized program file exists but cannot be loaded into the program (wrong program or corrupt)."""
 
+    kind = "invalid_configuration"
+
 
 def optimized_path(directory: str | Path, name: str, agent_id: str | None = None) -> Path | None:
     """``<dir>/<agent_id>/<name>.json`` if present, else ``<dir>/<name>.json``, else None."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import dspy
 
-from cairo_coder.types import DocumentSource, ProcessedQuery
+from cairo_coder.types import NO_HISTORY, DocumentSource, ProcessedQuery
 
 SOURCE_DESCRIPTIONS: dict[DocumentSource, str] = {
     DocumentSource.CAIRO_BOOK: "The Cairo Book: the language (types, ownership, traits, generics, macros) and "
@@ -94,8 +94,6 @@ class QuerySignature(dspy.Signature):
 
 CairoQuerySignature = QuerySignature.with_instructions(CAIRO_INSTRUCTIONS)
 ScarbQuerySignature = QuerySignature.with_instructions(SCARB_INSTRUCTIONS)
-
-NO_HISTORY = "(no earlier messages)"
 
 
 def _demo(query: str, queries: list[str], resources: list[str], history: str = NO_HISTORY) -> dspy.Example:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import dspy
 
 from cairo_coder.embeddings import Embedder
+from cairo_coder.store import search as rank
 from cairo_coder.store.documents import DocumentStore
 from cairo_coder.types import DocumentSource, ProcessedQuery, RagSearchConfig, SearchResult
 
@@ -107,13 +108,14 @@ class DocumentRetrieverProgram(dspy.Module):
         ))
         merged = _merge(rankings)
         if use_vectors and vectors[0] is not None:
-            sims = await self.store.similarities(vectors[0], list(merged))
-            ranked = [(sims.get(cid, -1.0), cid) for cid in merged]
-            ranked = [(score, cid) for score, cid in ranked if score >= config.similarity_threshold]
+            sims = await self._similarities(vectors[0], rankings[0], list(merged))
+            ranked = sorted(((cid, sims.get(cid, -1.0)) for cid in merged), key=lambda item: (-item[1], item[0]))
+            ranked = [(cid, score) for cid, score in ranked if score >= config.similarity_threshold]
         else:
-            ranked = [(_fusion_score(cid, rankings), cid) for cid in merged]
-        ranked.sort(key=lambda item: (-item[0], item[1]))
-        documents = [merged[cid].model_copy(update={"score": score}) for score, cid in ranked]
+            ranked = rank.reciprocal_rank_fusion(
+                [([(r.chunk_id, r.score) for r in ranking], ORIGINAL_QUERY_WEIGHT if i == 0 else 1.0)
+                 for i, ranking in enumerate(rankings)], RANK_FUSION_K)
+        documents = [merged[cid].model_copy(update={"score": score}) for cid, score in ranked]
         judged_out = 0
         if judge_threshold is not None and documents:
             candidates = documents[: config.max_source_count * 2]
@@ -122,6 +124,17 @@ class DocumentRetrieverProgram(dspy.Module):
             documents = list(verdict.documents)
         return dspy.Prediction(documents=documents[: config.max_source_count], queries=queries,
                                sources=sources, judged_out=judged_out)
+
+    async def _similarities(self, query_vector: list[float], original: Sequence[SearchResult],
+                            chunk_ids: list[str]) -> dict[str, float]:
+        """Cosine similarity of each candidate to the question. The question's own search already computed it
+        for its results; only the chunks found by the other queries are looked up."""
+        known = {r.chunk_id: float(sim) for r in original
+                 if (sim := getattr(r.document.metadata, "similarity", None)) is not None}
+        missing = [cid for cid in chunk_ids if cid not in known]
+        if missing:
+            known.update(await self.store.similarities(query_vector, missing))
+        return known
 
     def forward(self, processed: ProcessedQuery, config: RagSearchConfig,
                 judge_threshold: float | None = None) -> dspy.Prediction:
@@ -137,15 +150,4 @@ def _merge(rankings: Sequence[Sequence[SearchResult]]) -> dict[str, SearchResult
         for result in ranking:
             merged.setdefault(result.chunk_id, result)
     return merged
-
-
-def _fusion_score(chunk_id: str, rankings: Sequence[Sequence[SearchResult]]) -> float:
-    score = 0.0
-    for index, ranking in enumerate(rankings):
-        weight = ORIGINAL_QUERY_WEIGHT if index == 0 else 1.0
-        for rank, result in enumerate(ranking, start=1):
-            if result.chunk_id == chunk_id:
-                score += weight / (RANK_FUSION_K + rank)
-                break
-    return score
 

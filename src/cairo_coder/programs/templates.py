@@ -140,6 +140,8 @@ BUILTIN = {"contract": CONTRACT_TEMPLATE, "test": TEST_TEMPLATE}
 class TemplateError(ValueError):
     """A template setting names a file that cannot be read."""
 
+    kind = "invalid_configuration"
+
 
 def resolve_template(setting: str, kind: str) -> str:
     """The template text for an agent's setting: 'builtin', '' (none), or a path to a text file."""

@@ -5,9 +5,12 @@ symbol lookup, and reciprocal-rank fusion of them. Each function returns (docume
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 from cairo_coder import lexical
 from cairo_coder.store.database import Conn
+
+Id = TypeVar("Id", int, str)
 
 # BM25 parameters. Impacts are precomputed at write time with a fixed pivot length (the typical chunk length)
 # instead of the live average, so that adding documents never rewrites existing postings.
@@ -150,10 +153,10 @@ async def symbols(
 
 
 def reciprocal_rank_fusion(
-    rankings: Sequence[tuple[Sequence[tuple[int, float]], float]], rrf_k: int
-) -> list[tuple[int, float]]:
+    rankings: Sequence[tuple[Sequence[tuple[Id, float]], float]], rrf_k: int
+) -> list[tuple[Id, float]]:
     """Fuse ranked lists: score(d) = sum over lists of weight / (rrf_k + rank). Ties broken by id."""
-    fused: dict[int, float] = {}
+    fused: dict[Id, float] = {}
     for ranking, weight in rankings:
         for rank, (doc_id, _) in enumerate(ranking, start=1):
             fused[doc_id] = fused.get(doc_id, 0.0) + weight / (rrf_k + rank)
