@@ -82,6 +82,7 @@ class FakeOpenAI:
         self.chunk_size = 12
         self.default_dimensions = 8
         self.fields: dict[str, FieldValue] = {}
+        self.stream_outcomes: list[str] = []  # per streamed chat answer: "completed" or "aborted"
         self._lock = threading.Lock()
         owner = self
 
@@ -154,7 +155,9 @@ class FakeOpenAI:
                     self.wfile.write(b"data: [DONE]\n\n")
                     self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
-                    return  # the client went away
+                    owner.stream_outcomes.append("aborted")  # the client went away mid-stream
+                    return
+                owner.stream_outcomes.append("completed")
                 self.close_connection = True
 
             def _send(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:

@@ -110,6 +110,21 @@ class IngestSettings(_Section):
 class ServerSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=3001, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    # Client API keys (Authorization: Bearer <key> or x-api-key); empty = no authentication.
+    api_keys: list[str] = Field(default_factory=list)
+    # Key for the admin endpoints (query insights); empty = those endpoints are disabled.
+    admin_key: str = ""
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    max_messages: int = Field(default=100, ge=1)
+    max_message_chars: int = Field(default=100_000, ge=1)
+    max_concurrent_requests: int = Field(default=64, ge=1)
+    cors_origins: list[str] = Field(default_factory=list)
+    ingest_on_start: bool = True
+    insights: bool = True
+    # Salt of the hashed user ids in query insights; empty = a random salt kept in the database.
+    insights_salt: str = ""
+    insights_queue_size: int = Field(default=10_000, ge=1)
 
 
 # Provider prefix of a LiteLLM model string -> (environment variable of its API key, our settings key or None).

@@ -166,14 +166,21 @@ class LLMRouter:
             raise LLMNotConfiguredError(f"model {model!r} needs an API key: {hint}", model=model)
         return kwargs
 
-    def lm(self, stage: Stage, agent: AgentConfiguration | None = None) -> Any:
-        """The ``dspy.LM`` for ``stage`` of ``agent``; raises :class:`LLMNotConfiguredError` naming what to set."""
+    def lm(self, stage: Stage, agent: AgentConfiguration | None = None, *, temperature: float | None = None,
+           max_tokens: int | None = None) -> Any:
+        """The ``dspy.LM`` for ``stage`` of ``agent``; raises :class:`LLMNotConfiguredError` naming what to set.
+
+        ``temperature``/``max_tokens`` (a request's own values) win over the agent's and the global settings;
+        ``max_tokens`` is capped by the configured one, so a client cannot raise the deployment's spending limit.
+        """
         model = self.model_for(stage, agent)
         if model is None:
             who = f" of agent {agent.id!r}" if agent else ""
             raise LLMNotConfiguredError(f"no language model is configured for {stage}{who}: {NOT_CONFIGURED_HINT}")
-        temperature = agent.temperature if agent and agent.temperature is not None else self.settings.temperature
-        max_tokens = agent.max_tokens if agent and agent.max_tokens is not None else self.settings.max_tokens
+        configured_max = agent.max_tokens if agent and agent.max_tokens is not None else self.settings.max_tokens
+        if temperature is None:
+            temperature = agent.temperature if agent and agent.temperature is not None else self.settings.temperature
+        max_tokens = min(max_tokens, configured_max) if max_tokens is not None else configured_max
         key = (model, temperature, max_tokens)
         with self._lock:
             lm = self._lms.get(key)

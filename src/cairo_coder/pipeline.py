@@ -40,6 +40,14 @@ MAX_HISTORY_MESSAGE_CHARS = 4000
 CHARS_PER_TOKEN = 4  # budget estimate for MCP output; no tokenizer download needed, errs on the safe side
 
 
+@dataclass(frozen=True)
+class GenerationOptions:
+    """A request's own generation settings (e.g. an OpenAI client's temperature); None = the configured one."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
 @dataclass
 class RagResult:
     answer: str
@@ -77,7 +85,8 @@ def format_for_agent(documents: Sequence[SearchResult], max_tokens: int) -> str:
     for number, doc in enumerate(documents, start=1):
         meta = doc.document.metadata
         content = doc.document.content.strip()
-        block = f"## [{number}] {meta.heading()}\nSource: {meta.source} — {meta.url}\n\n{content}\n"
+        version = f" @ {meta.source_commit[:12]}" if meta.source_commit else ""
+        block = f"## [{number}] {meta.heading()}\nSource: {meta.source}{version} — {meta.url}\n\n{content}\n"
         if used + len(block) > budget:
             room = budget - used
             if room > 200:
@@ -117,19 +126,21 @@ class RagPipeline:
 
     # ---------------------------------------------------------------------------------------------- public
 
-    async def stream(self, query: str, chat_history: Sequence[Message] = (), *,
-                     mcp_mode: bool = False) -> AsyncIterator[StreamEvent]:
+    async def stream(self, query: str, chat_history: Sequence[Message] = (), *, mcp_mode: bool = False,
+                     options: GenerationOptions | None = None) -> AsyncIterator[StreamEvent]:
         """The events of one request; a failure becomes one ``error`` event, and nothing follows it."""
         try:
-            async for event in self._events(query, chat_history, mcp_mode, RequestUsage(), {}):
+            state: dict[str, Any] = {"options": options or GenerationOptions()}
+            async for event in self._events(query, chat_history, mcp_mode, RequestUsage(), state):
                 yield event
         except Exception as exc:
             yield StreamEvent(type="error", data=error_payload(exc))
 
-    async def run(self, query: str, chat_history: Sequence[Message] = (), *, mcp_mode: bool = False) -> RagResult:
+    async def run(self, query: str, chat_history: Sequence[Message] = (), *, mcp_mode: bool = False,
+                  options: GenerationOptions | None = None) -> RagResult:
         """The same events consumed whole; raises the precise exception instead of an ``error`` event."""
         usage = RequestUsage()
-        state: dict[str, Any] = {}
+        state: dict[str, Any] = {"options": options or GenerationOptions()}
         answer = ""
         sources: list[SourceInfo] = []
         async for event in self._events(query, chat_history, mcp_mode, usage, state):
@@ -148,6 +159,7 @@ class RagPipeline:
             raise ValueError("the query is empty")
         agent = self.agent
         history_text = format_history(history, self.settings.max_history)
+        options: GenerationOptions = state["options"]
         if not mcp_mode:
             # Fail before any work when the answer cannot be generated (names the settings to provide).
             self.router.lm("generation", agent)
@@ -168,7 +180,7 @@ class RagPipeline:
             return
         answer_parts: list[str] = []
         final = ""
-        async for piece, prediction in self._generate(processed, documents, history_text, usage):
+        async for piece, prediction in self._generate(processed, documents, history_text, usage, options):
             if piece:
                 answer_parts.append(piece)
                 yield StreamEvent(type="response", data=piece)
@@ -182,9 +194,11 @@ class RagPipeline:
         yield StreamEvent(type="end")
 
     @contextmanager
-    def _stage(self, stage: Stage, usage: RequestUsage) -> Iterator[None]:
+    def _stage(self, stage: Stage, usage: RequestUsage, options: GenerationOptions | None = None) -> Iterator[None]:
         """Run a stage on its model, count its tokens, and turn DSPy/LiteLLM errors into our precise types."""
-        with dspy.context(lm=self.router.lm(stage, self.agent), track_usage=True), track_usage() as tracker:
+        lm = self.router.lm(stage, self.agent, temperature=options.temperature if options else None,
+                            max_tokens=options.max_tokens if options else None)
+        with dspy.context(lm=lm, track_usage=True), track_usage() as tracker:
             try:
                 yield
             except Exception as exc:
@@ -216,7 +230,8 @@ class RagPipeline:
         return list(prediction.documents)
 
     async def _generate(self, processed: ProcessedQuery, documents: list[SearchResult], history: str,
-                        usage: RequestUsage) -> AsyncIterator[tuple[str, dspy.Prediction | None]]:
+                        usage: RequestUsage,
+                        options: GenerationOptions) -> AsyncIterator[tuple[str, dspy.Prediction | None]]:
         templates = []
         if processed.is_contract_related and self.templates.get("contract"):
             templates.append(self.templates["contract"])
@@ -226,7 +241,7 @@ class RagPipeline:
         listener = StreamListener(signature_field_name="answer")
         program = dspy.streamify(self.generation, stream_listeners=[listener], is_async_program=True,
                                  include_final_prediction_in_output_stream=True)
-        with self._stage("generation", usage):
+        with self._stage("generation", usage, options):
             async for value in program(query=processed.original, context=context, chat_history=history):
                 if isinstance(value, StreamResponse):
                     yield value.chunk, None
@@ -248,4 +263,4 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
     return {"type": "internal_error", "message": f"internal error ({type(exc).__name__}); see the server log"}
 
 
-__all__ = ["RagPipeline", "RagResult", "error_payload"]
+__all__ = ["GenerationOptions", "RagPipeline", "RagResult", "error_payload"]

@@ -270,6 +270,7 @@ class DocumentStore:
         ``min_similarity`` drops chunks whose cosine similarity to the query is below it (needs embeddings).
         ``query_vector``: the query's embedding when the caller already has it (e.g. embedded in a batch).
         """
+        query = query.replace("\x00", " ")  # PostgreSQL text cannot hold NUL
         if not query.strip():
             return []
         sources = list(sources) if sources else None

@@ -85,6 +85,32 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        2,
+        "query insights",
+        """
+        CREATE TABLE query_insights (
+            id bigserial PRIMARY KEY,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            agent_id text NOT NULL,
+            query text NOT NULL,
+            chat_history jsonb NOT NULL DEFAULT '[]',
+            answer text,
+            sources jsonb NOT NULL DEFAULT '[]',
+            usage jsonb NOT NULL DEFAULT '{}',
+            duration_ms real,
+            conversation_id text,
+            user_hash text,
+            mcp_mode boolean NOT NULL DEFAULT false,
+            status text NOT NULL DEFAULT 'ok',
+            error text
+        );
+        CREATE INDEX query_insights_created_idx ON query_insights (created_at DESC, id DESC);
+        CREATE INDEX query_insights_agent_idx ON query_insights (agent_id, id DESC);
+        CREATE INDEX query_insights_conversation_idx ON query_insights (conversation_id, id DESC);
+        CREATE INDEX query_insights_user_idx ON query_insights (user_hash, id DESC);
+        """,
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

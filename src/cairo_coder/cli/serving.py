@@ -1,0 +1,97 @@
+"""Serving commands: ``serve`` (the HTTP API, ingesting on first start) and ``mcp`` (MCP over stdio)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from cairo_coder.cli.common import _run, _settings, _state, app, err
+from cairo_coder.config import Settings
+
+
+async def _ingest_if_empty(settings: Settings) -> None:
+    from cairo_coder.cli.common import _open_store
+    from cairo_coder.cli.knowledge import _ingest, _print_summary
+
+    store = await _open_store(settings)
+    try:
+        documents = int(await store.pool.fetchval("SELECT count(*) FROM documents") or 0)
+    finally:
+        await store.close()
+    if documents:
+        return
+    err.print("[bold]The document store is empty: ingesting the documentation first (once).[/]", highlight=False)
+    reports = await _ingest(settings, None, None, False, False)
+    _print_summary(reports)
+    if not any(r.pages for r in reports):
+        err.print("[yellow]No documentation could be ingested; the server starts, but answers will have no "
+                  "sources. Set CAIRO_CODER_CORPUS to a local snapshot or go online, then run "
+                  "`cairo-coder ingest`.[/]", highlight=False)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to listen on (default: server.host, 127.0.0.1).",
+                                             show_default=False)] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default: server.port, 3001).", show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: server.workers, 1).",
+                                                show_default=False)] = None,
+    ingest: Annotated[bool, typer.Option("--ingest/--no-ingest", help="Ingest the documentation first when the "
+                                         "store is empty (server.ingest_on_start).")] = True,
+) -> None:
+    """Run the API server: OpenAI-compatible chat completions, the agent process interface, MCP at /mcp.
+
+    With no options it runs on embedded defaults: an embedded PostgreSQL, local embeddings, and the
+    documentation ingested on first start. Answers need an LLM (e.g. CAIRO_CODER_MODEL and its API key);
+    search, MCP mode and the MCP tools work without one. API docs: http://HOST:PORT/docs
+    """
+    settings = _settings()
+    server = settings.server.model_copy(update={k: v for k, v in (("host", host), ("port", port),
+                                                                   ("workers", workers)) if v is not None})
+    settings = settings.model_copy(update={"server": server})
+    if ingest and settings.server.ingest_on_start:
+        _run(lambda: _ingest_if_empty(settings))
+    import uvicorn
+
+    options: dict[str, Any] = {
+        "host": server.host, "port": server.port, "ws_max_size": server.max_body_bytes,
+        "log_level": "info", "timeout_graceful_shutdown": 30, "proxy_headers": True,
+    }
+    err.print(f"[bold]cairo-coder[/] serving on http://{server.host}:{server.port} (API docs at /docs, MCP at "
+              f"/mcp)", highlight=False)
+    if server.workers == 1:
+        from cairo_coder.server import create_app
+
+        uvicorn.run(create_app(settings), **options)
+        return
+    # Worker processes rebuild the settings from the same file and environment.
+    if _state["config"] is not None:
+        os.environ["CAIRO_CODER_CONFIG"] = str(_state["config"])
+    uvicorn.run("cairo_coder.server.app:app_from_environment", factory=True, workers=server.workers, **options)
+
+
+@app.command()
+def mcp() -> None:
+    """Serve the documentation tools over MCP stdio (for Claude Code, Cursor, Codex ...).
+
+    Example: claude mcp add cairo-coder -- cairo-coder mcp. Tools: search_cairo_docs, get_cairo_doc_page, and
+    ask_cairo_coder when an LLM is configured. Logs go to stderr; stdout carries the protocol only.
+    """
+    settings = _settings()
+    logging.basicConfig(stream=sys.stderr, force=True, level=logging.WARNING)
+
+    async def run() -> None:
+        from cairo_coder.server.app import close_services, open_services
+        from cairo_coder.server.mcp_server import build_mcp_server
+
+        services = await open_services(settings)
+        try:
+            await build_mcp_server(lambda: services).run_stdio_async()
+        finally:
+            await close_services(services)
+
+    _run(run)

@@ -1,0 +1,160 @@
+"""Running one question through an agent for any transport: limits, cancellation and query insights.
+
+Every transport (chat completions, agent process, WebSocket, MCP) goes through :func:`answer_events`, so each
+answered request is recorded once, with its status (``ok``, ``error`` or ``cancelled`` when the client left).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from cairo_coder.pipeline import GenerationOptions
+from cairo_coder.server.errors import APIError, from_kind
+from cairo_coder.server.state import Services
+from cairo_coder.store.insights import InsightEntry
+from cairo_coder.types import Message, StreamEvent
+
+T = TypeVar("T")
+
+
+@dataclass
+class Question:
+    agent_id: str
+    query: str
+    history: list[Message] = field(default_factory=list)
+    mcp_mode: bool = False
+    options: GenerationOptions = field(default_factory=GenerationOptions)
+    conversation_id: str | None = None
+    user_hash: str | None = None
+
+
+@dataclass
+class Answer:
+    text: str
+    sources: list[dict[str, Any]]
+    usage: dict[str, Any]
+
+
+def check_agent(services: Services, agent_id: str) -> None:
+    services.factory.get_config(agent_id)  # UnknownAgentError -> 404
+
+
+async def answer_events(services: Services, question: Question) -> AsyncIterator[StreamEvent]:
+    """The pipeline's events for ``question``; records the outcome in query insights when it ends."""
+    pipeline = services.factory.create_agent_by_id(question.agent_id)
+    started = time.perf_counter()
+    parts: list[str] = []
+    sources: list[dict[str, Any]] = []
+    usage: dict[str, Any] = {}
+    status, error = "cancelled", None
+    try:
+        async for event in pipeline.stream(question.query, question.history, mcp_mode=question.mcp_mode,
+                                           options=question.options):
+            if event.type == "sources":
+                sources = list(event.data)
+            elif event.type == "response":
+                parts.append(str(event.data))
+            elif event.type == "final_response":
+                usage = dict(event.data.get("usage") or {})
+            elif event.type == "end":
+                status = "ok"
+            elif event.type == "error":
+                status, error = "error", str(event.data.get("message"))
+            yield event
+    finally:
+        if services.insights is not None:
+            services.insights.record(InsightEntry(
+                agent_id=question.agent_id, query=question.query,
+                chat_history=[m.model_dump(mode="json") for m in question.history],
+                answer="".join(parts) or None, sources=sources, usage=usage,
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                conversation_id=question.conversation_id, user_hash=question.user_hash,
+                mcp_mode=question.mcp_mode, status=status, error=error))
+
+
+async def answer(services: Services, question: Question) -> Answer:
+    """The whole answer; an ``error`` event becomes the matching :class:`APIError`."""
+    parts: list[str] = []
+    sources: list[dict[str, Any]] = []
+    usage: dict[str, Any] = {}
+    async for event in answer_events(services, question):
+        if event.type == "sources":
+            sources = list(event.data)
+        elif event.type == "response":
+            parts.append(str(event.data))
+        elif event.type == "final_response":
+            usage = dict(event.data.get("usage") or {})
+        elif event.type == "error":
+            raise from_kind(str(event.data["type"]), str(event.data["message"]))
+    return Answer("".join(parts).strip(), sources, usage)
+
+
+class ClientDisconnected(Exception):
+    """The HTTP client left before its answer was ready; the work for it was cancelled."""
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def until_disconnect(request: Request, work: Callable[[], Awaitable[T]]) -> T:
+    """Run ``work`` but cancel it when the client disconnects (no LLM tokens are spent for nobody)."""
+    task: asyncio.Future[Any] = asyncio.ensure_future(work())
+    watcher: asyncio.Future[Any] = asyncio.ensure_future(_wait_for_disconnect(request))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task in done:
+        result: T = task.result()
+        return result
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+    raise ClientDisconnected()
+
+
+class ManagedStream(StreamingResponse):
+    """A streaming response that runs ``on_close`` however it ends: finished, failed or client gone (even
+    before its generator started, when the generator's own ``finally`` would never run)."""
+
+    def __init__(self, content: AsyncIterator[str], *, on_close: Callable[[], None], media_type: str,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(content, media_type=media_type, headers=headers)
+        self._on_close = on_close
+        self._closed = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if not self._closed:
+                self._closed = True
+                self._on_close()
+
+
+def stream_with_slot(services: Services, body: AsyncIterator[str], media_type: str,
+                     headers: dict[str, str] | None = None) -> ManagedStream:
+    """A concurrency slot held for the whole life of a stream (taken now: 429 before any byte is sent)."""
+    services.limiter.acquire()
+    return ManagedStream(body, on_close=services.limiter.release, media_type=media_type, headers=headers)
+
+
+def reject_if(condition: bool, status: int, message: str, code: str, param: str | None = None) -> None:
+    if condition:
+        raise APIError(status, message, code=code, param=param)

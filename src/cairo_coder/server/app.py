@@ -1,0 +1,128 @@
+"""The FastAPI application factory. Nothing connects at import: the lifespan opens the store, builds the
+agents' programs, starts the insights writer and the MCP session manager, and closes them all on shutdown."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import Receive, Scope, Send
+
+from cairo_coder import __version__
+from cairo_coder.agents import AgentFactory
+from cairo_coder.config import Settings, load_settings
+from cairo_coder.embeddings import Embedder, create_embedder
+from cairo_coder.llm import LLMRouter
+from cairo_coder.programs.suggestions import SuggestionsProgram
+from cairo_coder.server import chat, extras, info, process
+from cairo_coder.server.errors import APIError, install_error_handlers
+from cairo_coder.server.mcp_server import build_mcp_server
+from cairo_coder.server.middleware import APIKeyAuth, BodySizeLimit, send_error
+from cairo_coder.server.state import ConcurrencyLimiter, Services
+from cairo_coder.store import DocumentStore
+from cairo_coder.store.insights import InsightsRecorder, insights_salt
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """Cairo and Starknet answers grounded in the official documentation, with cited sources.
+
+* OpenAI-compatible chat completions (`/v1/chat/completions`, `/v1/agents/{agent_id}/chat/completions`),
+  streaming as Server-Sent Events; header `x-mcp-mode: true` returns the documentation instead of an answer.
+* The agent process interface (`/agents/process`, WebSocket `/agents/process/ws`).
+* An MCP server at `/mcp` (streamable HTTP) with `search_cairo_docs`, `get_cairo_doc_page`, `ask_cairo_coder`.
+"""
+
+
+async def open_services(settings: Settings, *, embedder: Embedder | None = None,
+                        environ: Mapping[str, str] | None = None) -> Services:
+    """Everything a request needs, opened once. ``embedder``/``environ`` are injectable for tests."""
+    embedder = embedder or create_embedder(settings.embeddings, settings.llm)
+    store = await DocumentStore.open(settings.database, embedder, settings.search)
+    try:
+        router = LLMRouter(settings.llm, environ)
+        factory = AgentFactory(settings, store, embedder, router)
+        for agent_id in factory.agent_ids():
+            factory.programs(agent_id)  # bad templates or optimized programs fail at start, not per request
+        recorder = None
+        salt = settings.server.insights_salt
+        if settings.server.insights:
+            salt = await insights_salt(store.pool, salt)
+            recorder = InsightsRecorder(store.pool, settings.server.insights_queue_size)
+            recorder.start()
+    except BaseException:
+        await store.close()
+        raise
+    return Services(settings=settings, store=store, factory=factory, router=router,
+                    limiter=ConcurrencyLimiter(settings.server.max_concurrent_requests),
+                    suggestions=SuggestionsProgram(), insights=recorder, salt=salt)
+
+
+async def close_services(services: Services) -> None:
+    try:
+        if services.insights is not None:
+            await services.insights.aclose()
+    finally:
+        await services.store.close()
+
+
+class _MCPEndpoint:
+    """Forwards ``/mcp`` to the MCP streamable-HTTP app that the lifespan created."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        mcp_app = getattr(self.app.state, "mcp_app", None)
+        if mcp_app is None:
+            await send_error(send, APIError(503, "the MCP server is not running", code="not_ready"))
+            return
+        await mcp_app({**scope, "path": "/mcp"}, receive, send)
+
+
+def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None,
+               environ: Mapping[str, str] | None = None) -> FastAPI:
+    """The API server. ``settings`` default to the layered configuration (cairo-coder.toml + environment)."""
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await open_services(settings, embedder=embedder, environ=environ)
+        try:
+            mcp_server = build_mcp_server(lambda: services)
+            app.state.mcp_app = mcp_server.streamable_http_app(
+                streamable_http_path="/mcp", stateless_http=True, json_response=True, host=settings.server.host,
+                max_request_body_size=settings.server.max_body_bytes)
+            async with mcp_server.session_manager.run():
+                app.state.services = services
+                yield
+        finally:
+            app.state.services = None
+            app.state.mcp_app = None
+            await close_services(services)
+
+    app = FastAPI(title="cairo-coder", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.services = None
+    app.state.settings = settings
+    install_error_handlers(app)
+    for module in (info, chat, process, extras):
+        app.include_router(module.router)
+    endpoint: Any = _MCPEndpoint(app)
+    for path in ("/mcp", "/mcp/"):
+        app.add_route(path, endpoint, methods=["GET", "POST", "DELETE"], include_in_schema=False)
+    server = settings.server
+    # Last added runs first: CORS (preflights need no key) -> API keys -> body size limit -> routes.
+    app.add_middleware(BodySizeLimit, limit=server.max_body_bytes)
+    app.add_middleware(APIKeyAuth, keys=server.api_keys, admin_key=server.admin_key)
+    if server.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=server.cors_origins, allow_methods=["*"],
+                           allow_headers=["*"], expose_headers=["mcp-session-id"])
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (several workers): configuration from CAIRO_CODER_CONFIG + environment."""
+    return create_app()

@@ -1,0 +1,171 @@
+"""OpenAI-compatible Chat Completions: ``/v1/chat/completions``, per-agent base URLs and the legacy alias.
+
+Streaming answers are Server-Sent Events of ``chat.completion.chunk`` ending with ``data: [DONE]``. cairo-coder's
+own events (``processing``, ``sources``, ``final_response``) are named SSE events whose data is also a chunk,
+with empty ``choices`` (as OpenAI's own usage chunk) and the event under ``cairo_coder``: OpenAI clients read
+them as empty chunks, other clients can listen for them by name.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import Response
+
+from cairo_coder.pipeline import GenerationOptions
+from cairo_coder.server.answering import (
+    ClientDisconnected,
+    Question,
+    answer,
+    answer_events,
+    check_agent,
+    reject_if,
+    stream_with_slot,
+    until_disconnect,
+)
+from cairo_coder.server.errors import APIError, error_responses, from_kind
+from cairo_coder.server.schemas import ChatCompletion, ChatCompletionRequest, parse_flag
+from cairo_coder.server.state import Services, services_dependency
+
+router = APIRouter(tags=["chat"])
+ERRORS = error_responses(400, 401, 404, 413, 422, 429, 500, 503)
+SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+STREAM_DOC: dict[int | str, dict[str, Any]] = {200: {
+    "content": {"application/json": {}, "text/event-stream": {"schema": {"type": "string"}}},
+    "description": "A chat.completion, or with stream=true an SSE stream of chat.completion.chunk"}}
+
+
+def mcp_flag(x_mcp_mode: str | None, mcp: str | None) -> bool:
+    for name, value in (("x-mcp-mode", x_mcp_mode), ("mcp", mcp)):
+        if value is not None:
+            try:
+                return parse_flag(value)
+            except ValueError as exc:
+                raise APIError(400, f"header {name}: {exc}", code="invalid_header", param=name) from exc
+    return False
+
+
+def build_question(services: Services, body: ChatCompletionRequest, agent_id: str, request: Request,
+                   mcp_mode: bool) -> Question:
+    limits = services.settings.server
+    messages = body.messages
+    reject_if(len(messages) > limits.max_messages, 422,
+              f"too many messages: {len(messages)} (limit {limits.max_messages})", "too_many_messages", "messages")
+    for i, message in enumerate(messages):
+        reject_if(len(message.text()) > limits.max_message_chars, 422,
+                  f"message {i} is {len(message.text())} characters long (limit {limits.max_message_chars})",
+                  "message_too_long", f"messages.{i}.content")
+    last = messages[-1]
+    reject_if(last.role != "user", 422, "the last message must be the user's question (role 'user')",
+              "last_message_not_user", f"messages.{len(messages) - 1}.role")
+    query = last.text().strip()
+    reject_if(not query, 422, "the user's question is empty", "empty_question", f"messages.{len(messages) - 1}")
+    history = [m.to_message() for m in messages[:-1]][-services.settings.pipeline.max_history:]
+    max_tokens = body.max_completion_tokens or body.max_tokens
+    return Question(agent_id=agent_id, query=query, history=history, mcp_mode=mcp_mode,
+                    options=GenerationOptions(temperature=body.temperature, max_tokens=max_tokens),
+                    conversation_id=request.headers.get("x-conversation-id"),
+                    user_hash=services.user_hash(request.headers))
+
+
+async def complete(request: Request, body: ChatCompletionRequest, services: Services, agent_id: str,
+                   mcp_mode: bool) -> Response:
+    check_agent(services, agent_id)
+    question = build_question(services, body, agent_id, request, mcp_mode)
+    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    created = int(time.time())
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        events = sse_events(services, question, completion_id, created, include_usage)
+        return stream_with_slot(services, events, "text/event-stream", SSE_HEADERS)
+    async with services.limiter.slot():
+        try:
+            result = await until_disconnect(request, lambda: answer(services, question))
+        except ClientDisconnected:
+            return Response(status_code=499)
+    usage = {k: int(result.usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    completion = ChatCompletion(
+        id=completion_id, created=created, model=agent_id, usage=usage,  # type: ignore[arg-type]
+        choices=[{"index": 0, "message": {"role": "assistant", "content": result.text},  # type: ignore[list-item]
+                  "finish_reason": "stop"}],
+        sources=result.sources,  # type: ignore[arg-type]
+    )
+    return Response(completion.model_dump_json(), media_type="application/json")
+
+
+def _sse(data: Any, event: str | None = None) -> str:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def sse_events(services: Services, question: Question, completion_id: str, created: int,
+                     include_usage: bool) -> AsyncIterator[str]:
+    base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": question.agent_id}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+
+    def own(event_type: str, data: Any) -> dict[str, Any]:
+        return {**base, "choices": [], "cairo_coder": {"type": event_type, "data": data}}
+
+    yield _sse(chunk({"role": "assistant", "content": ""}))
+    usage: dict[str, Any] = {}
+    async for event in answer_events(services, question):
+        if event.type == "response":
+            yield _sse(chunk({"content": event.data}))
+        elif event.type in ("processing", "sources"):
+            yield _sse(own(event.type, event.data), event.type)
+        elif event.type == "final_response":
+            usage = dict(event.data.get("usage") or {})
+            yield _sse(own("final_response", event.data), "final_response")
+        elif event.type == "end":
+            yield _sse(chunk({}, "stop"))
+            if include_usage:
+                yield _sse({**base, "choices": [], "usage": {
+                    k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}})
+        elif event.type == "error":
+            error = from_kind(str(event.data["type"]), str(event.data["message"]))
+            yield _sse(error.payload(), "error")
+            break
+    yield "data: [DONE]\n\n"
+
+
+McpHeader = Annotated[str | None, Header(alias="x-mcp-mode", description="true/1/yes: return the raw "
+                                         "documentation instead of an answer (no LLM needed).")]
+McpAlias = Annotated[str | None, Header(alias="mcp", description="Same as x-mcp-mode.")]
+ConversationHeader = Annotated[str | None, Header(alias="x-conversation-id", description="Groups requests of "
+                                                  "one conversation in query insights.")]
+
+
+@router.post("/v1/chat/completions", responses={**ERRORS, **STREAM_DOC}, response_model=ChatCompletion,
+             summary="Chat completion with the default agent (or the agent named by `model`)")
+async def chat_completions(request: Request, body: ChatCompletionRequest,
+                           services: Annotated[Services, Depends(services_dependency)],
+                           x_mcp_mode: McpHeader = None, mcp: McpAlias = None,
+                           x_conversation_id: ConversationHeader = None) -> Response:
+    mcp_mode = mcp_flag(x_mcp_mode, mcp)
+    agent_id = body.model if body.model in services.settings.agents else services.factory.default_agent_id
+    return await complete(request, body, services, agent_id or services.factory.default_agent_id, mcp_mode)
+
+
+@router.post("/v1/agents/{agent_id}/chat/completions", responses={**ERRORS, **STREAM_DOC},
+             response_model=ChatCompletion, summary="Chat completion with one agent (an agent's base URL)")
+async def agent_chat_completions(agent_id: str, request: Request, body: ChatCompletionRequest,
+                                 services: Annotated[Services, Depends(services_dependency)],
+                                 x_mcp_mode: McpHeader = None, mcp: McpAlias = None,
+                                 x_conversation_id: ConversationHeader = None) -> Response:
+    return await complete(request, body, services, agent_id, mcp_flag(x_mcp_mode, mcp))
+
+
+@router.post("/chat/completions", responses={**ERRORS, **STREAM_DOC}, response_model=ChatCompletion,
+             summary="Legacy alias of /v1/chat/completions")
+async def legacy_chat_completions(request: Request, body: ChatCompletionRequest,
+                                  services: Annotated[Services, Depends(services_dependency)],
+                                  x_mcp_mode: McpHeader = None, mcp: McpAlias = None,
+                                  x_conversation_id: ConversationHeader = None) -> Response:
+    return await chat_completions(request, body, services, x_mcp_mode, mcp, x_conversation_id)

@@ -1,0 +1,65 @@
+"""Liveness, readiness, and discovery of agents (``/v1/agents``) and models (``/v1/models``, one per agent)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from cairo_coder import __version__
+from cairo_coder.server.errors import error_responses
+from cairo_coder.server.schemas import AgentCard, AgentList, Liveness, ModelCard, ModelList, Readiness
+from cairo_coder.server.state import Services, services_dependency
+
+router = APIRouter()
+Svc = Annotated[Services, Depends(services_dependency)]
+
+
+@router.get("/", response_model=Liveness, tags=["health"], summary="Liveness (also /health)")
+async def root() -> Liveness:
+    return Liveness(version=__version__)
+
+
+@router.get("/health", response_model=Liveness, tags=["health"], summary="Liveness: the process answers")
+async def health() -> Liveness:
+    return Liveness(version=__version__)
+
+
+@router.get("/ready", response_model=Readiness, tags=["health"],
+            responses={503: {"model": Readiness, "description": "not ready: database down or no documents"}},
+            summary="Readiness: database reachable and documents indexed (LLM reported, not required)")
+async def ready(services: Svc) -> JSONResponse:
+    problems: list[str] = []
+    documents = 0
+    database = False
+    try:
+        documents = int(await services.store.pool.fetchval("SELECT count(*) FROM documents") or 0)
+        database = True
+    except Exception as exc:
+        problems.append(f"database unreachable: {type(exc).__name__}")
+    if database and documents == 0:
+        problems.append("no documents indexed: run `cairo-coder ingest`")
+    default = services.factory.get_config(services.factory.default_agent_id)
+    llm = services.router.is_configured(default)
+    if not llm:
+        problems.append("no LLM configured: answers are unavailable, MCP mode and search work")
+    ok = database and documents > 0
+    body = Readiness(status="ready" if ok else "not_ready", database=database, documents=documents,
+                     llm_configured=llm, problems=problems)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+@router.get("/v1/agents", response_model=AgentList, tags=["agents"], responses=error_responses(401),
+            summary="The agents and the documentation sources each one answers from")
+async def list_agents(services: Svc) -> AgentList:
+    default = services.factory.default_agent_id
+    return AgentList(data=[AgentCard(id=a.id, name=a.name, description=a.description, sources=a.sources,
+                                     default=a.id == default) for a in services.factory.agents()])
+
+
+@router.get("/v1/models", response_model=ModelList, tags=["chat"], responses=error_responses(401),
+            summary="The agents, as models for OpenAI clients (use one as `model`)")
+async def list_models(services: Svc) -> ModelList:
+    return ModelList(data=[ModelCard(id=agent_id, created=int(services.started_at))
+                           for agent_id in services.factory.agent_ids()])

@@ -1,0 +1,153 @@
+"""The agent process interface: ``POST /agents/process`` (NDJSON event stream) and ``/agents/process/ws``.
+
+Events are ``{"type": "sources" | "response" | "end" | "error", "data": ...}``: the sources, the answer in
+pieces, then ``end`` (with the usage) or one ``error`` (``{"type", "message", "status"}``) and nothing after it.
+Over the WebSocket each client message is one request (``{"query", "chat_history", "agent_id", "mcp_mode",
+"id"}``), its events carry the request's ``id``, and ``{"type": "cancel"}`` stops the request in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+
+from cairo_coder.server.answering import Question, answer_events, check_agent, stream_with_slot
+from cairo_coder.server.errors import KIND_STATUS, APIError, error_responses, from_exception
+from cairo_coder.server.schemas import ProcessRequest
+from cairo_coder.server.state import Services, get_services, services_dependency
+from cairo_coder.types import StreamEvent
+
+router = APIRouter(tags=["agents"])
+NDJSON_DOC: dict[int | str, dict[str, Any]] = {200: {
+    "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+    "description": "One JSON event per line: sources, response*, then end or error"}}
+
+
+def process_question(services: Services, body: ProcessRequest, headers: Any) -> Question:
+    agent_id = body.agent_id or services.factory.default_agent_id
+    check_agent(services, agent_id)
+    limits = services.settings.server
+    texts = [body.query] + [m.content for m in body.chat_history]
+    if len(body.chat_history) + 1 > limits.max_messages:
+        raise APIError(422, f"too many messages in chat_history (limit {limits.max_messages})",
+                       code="too_many_messages", param="chat_history")
+    if any(len(t) > limits.max_message_chars for t in texts):
+        raise APIError(422, f"a message is longer than {limits.max_message_chars} characters",
+                       code="message_too_long", param="query")
+    if not body.query.strip():
+        raise APIError(422, "the query is empty", code="empty_question", param="query")
+    history = body.history()[-services.settings.pipeline.max_history:]
+    return Question(agent_id=agent_id, query=body.query.strip(), history=history, mcp_mode=body.mcp_mode,
+                    conversation_id=headers.get("x-conversation-id"), user_hash=services.user_hash(headers))
+
+
+def public_event(event: StreamEvent) -> dict[str, Any] | None:
+    """The process-interface form of a pipeline event (processing and final_response are folded away)."""
+    if event.type in ("sources", "response"):
+        return {"type": event.type, "data": event.data}
+    if event.type == "final_response":
+        return {"type": "usage", "data": event.data.get("usage")}  # folded into "end" below
+    if event.type == "end":
+        return {"type": "end", "data": {}}
+    if event.type == "error":
+        kind = str(event.data.get("type"))
+        return {"type": "error", "data": {"type": kind, "message": event.data.get("message"),
+                                          "status": KIND_STATUS.get(kind, 500)}}
+    return None
+
+
+async def process_events(services: Services, question: Question) -> AsyncIterator[dict[str, Any]]:
+    usage: Any = None
+    async for event in answer_events(services, question):
+        public = public_event(event)
+        if public is None:
+            continue
+        if public["type"] == "usage":
+            usage = public["data"]
+            continue
+        if public["type"] == "end":
+            public["data"] = {"usage": usage}
+        yield public
+
+
+@router.post("/agents/process", responses={**error_responses(400, 401, 404, 413, 422, 429, 503), **NDJSON_DOC},
+             summary="Answer with a stream of JSON events (the agent process interface)")
+async def process(request: Request, body: ProcessRequest,
+                  services: Annotated[Services, Depends(services_dependency)]) -> Any:
+    question = process_question(services, body, request.headers)
+
+    async def lines() -> AsyncIterator[str]:
+        async for event in process_events(services, question):
+            yield json.dumps(event, separators=(",", ":")) + "\n"
+
+    return stream_with_slot(services, lines(), "application/x-ndjson", {"cache-control": "no-cache"})
+
+
+@router.websocket("/agents/process/ws")
+async def process_ws(websocket: WebSocket) -> None:
+    services = get_services(websocket)
+    await websocket.accept()
+    current: asyncio.Task[None] | None = None
+
+    async def send(event: dict[str, Any]) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await websocket.send_text(json.dumps(event, separators=(",", ":")))
+
+    async def run(question: Question, request_id: Any) -> None:
+        try:
+            async for event in process_events(services, question):
+                await send({**event, "id": request_id})
+        except asyncio.CancelledError:
+            await send({"type": "end", "data": {"cancelled": True}, "id": request_id})
+            raise
+        finally:
+            services.limiter.release()
+
+    def error(kind: str, message: str, status: int, request_id: Any = None) -> dict[str, Any]:
+        return {"type": "error", "data": {"type": kind, "message": message, "status": status}, "id": request_id}
+
+    try:
+        while True:
+            raw = await websocket.receive_text()
+            try:
+                message = json.loads(raw)
+                if not isinstance(message, dict):
+                    raise ValueError("a message must be a JSON object")
+            except ValueError as exc:
+                await send(error("invalid_json", f"not a JSON object: {exc}", 400))
+                continue
+            request_id = message.get("id")
+            if message.get("type") == "cancel":
+                if current is not None and not current.done():
+                    current.cancel()
+                continue
+            if current is not None and not current.done():
+                await send(error("busy", "a request is already in flight on this connection; wait for its end "
+                                 "or send {\"type\": \"cancel\"}", 409, request_id))
+                continue
+            try:
+                question = process_question(services, ProcessRequest.model_validate(message), websocket.headers)
+                services.limiter.acquire()
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                await send(error("invalid_request", f"{where}: {first['msg']}", 400, request_id))
+                continue
+            except Exception as exc:
+                api = from_exception(exc)
+                await send(error(api.code or "invalid_request", api.message, api.status, request_id))
+                continue
+            current = asyncio.create_task(run(question, request_id))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        if current is not None and not current.done():
+            current.cancel()  # the client left: stop generating for it
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await current

@@ -1,0 +1,65 @@
+"""Integration fixtures: a knowledge base (mini corpus + a Foundry and a Starknet.js page, local embeddings)
+shared by the pipeline and server tests, and settings that point every LLM call at the fake server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from cairo_coder.config import Settings
+from cairo_coder.embeddings import LocalEmbedder
+from cairo_coder.ingest.loader import Ingester
+from cairo_coder.store import DocumentStore
+from cairo_coder.store.embedded import EmbeddedPostgres
+from cairo_coder.types import DocumentSource
+from tests.conftest import database_url, make_settings
+from tests.fake_openai import FakeOpenAI
+from tests.integration.mini_corpus import write_mini_corpus
+
+EXTRA_PAGES = {
+    "starknet_foundry/testing/cheatcodes.md": (
+        "# Cheatcodes\n\nCheatcodes change the state seen by a contract in tests. `start_cheat_caller_address` "
+        "makes calls to a contract appear to come from another address.\n"
+    ),
+    "starknet_js/guides/connect_contract.md": (
+        "# Interact with your contract\n\nCreate a `Contract` object with the ABI, the address and a provider "
+        "or an account to call or invoke a contract from JavaScript.\n"
+    ),
+}
+
+
+@pytest.fixture(scope="session")
+async def kb_url(pg_server: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory,
+                 local_embedder: LocalEmbedder) -> AsyncIterator[str]:
+    """A database holding the mini corpus plus a Foundry and a Starknet.js page, indexed with the local embedder."""
+    name = f"kb_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(pg_server.uri)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    url = database_url(pg_server, name)
+    corpus = write_mini_corpus(tmp_path_factory.mktemp("corpus"))
+    for rel, text in EXTRA_PAGES.items():
+        (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
+        (corpus / rel).write_text(text)
+    settings = make_settings(url)
+    store = await DocumentStore.open(settings.database, local_embedder, settings.search, for_writing=True)
+    try:
+        ingester = Ingester(settings, store)
+        for source in ("cairo_book", "scarb_docs", "starknet_foundry", "starknet_js"):
+            await ingester.ingest_source(DocumentSource(source), corpus)
+    finally:
+        await store.close()
+    yield url
+    admin = await asyncpg.connect(pg_server.uri)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+def llm_settings(url: str, fake: FakeOpenAI, **env: str) -> Settings:
+    return make_settings(url, CAIRO_CODER_MODEL="openai/fake-model", OPENAI_BASE_URL=fake.base_url,
+                         OPENAI_API_KEY="sk-test", **env)
+
+
