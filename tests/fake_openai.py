@@ -10,10 +10,12 @@ and delays (before answering, between streamed chunks).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
 import re
+import struct
 import threading
 import time
 from collections import deque
@@ -29,6 +31,10 @@ def fake_vector(text: str, dimensions: int) -> list[float]:
     raw = [((digest[i % len(digest)] + i * 7) % 251) / 250.0 - 0.5 for i in range(dimensions)]
     norm = math.sqrt(sum(x * x for x in raw)) or 1.0
     return [x / norm for x in raw]
+
+
+def _base64_vector(vector: list[float]) -> str:
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
 def _text(content: Any) -> str:
@@ -82,12 +88,15 @@ class FakeOpenAI:
         self.chunk_size = 12
         self.default_dimensions = 8
         self.fields: dict[str, FieldValue] = {}
+        self.log_requests = True
+        self.reject_base64 = False
         self.stream_outcomes: list[str] = []  # per streamed chat answer: "completed" or "aborted"
         self._lock = threading.Lock()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -95,9 +104,19 @@ class FakeOpenAI:
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
+                if self.path == "/control":  # benchmarks: set delays in a server running in another process
+                    for name in ("delay", "chat_delay", "chunk_delay"):
+                        if name in body:
+                            setattr(owner, name, float(body[name]))
+                    owner.log_requests = bool(body.get("log", owner.log_requests))
+                    with owner._lock:
+                        owner.requests.clear()
+                    self._send(200, {"ok": True})
+                    return
                 with owner._lock:
-                    owner.requests.append({"path": self.path, "body": body, "time": time.monotonic(),
-                                           "authorization": self.headers.get("authorization")})
+                    if owner.log_requests:  # a long benchmark turns the log off (it would grow without bound)
+                        owner.requests.append({"path": self.path, "body": body, "time": time.monotonic(),
+                                               "authorization": self.headers.get("authorization")})
                     queue = owner.chat_failures if "chat/completions" in self.path else deque()
                     status = queue.popleft() if queue else (owner.failures.popleft() if owner.failures else 0)
                 if status:
@@ -111,8 +130,14 @@ class FakeOpenAI:
                         time.sleep(owner.delay)
                     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
                     dims = int(body.get("dimensions") or owner.default_dimensions)
-                    data = [{"object": "embedding", "index": i, "embedding": fake_vector(str(t), dims)}
-                            for i, t in enumerate(inputs)]
+                    base64_wanted = body.get("encoding_format") == "base64"  # as OpenAI: little-endian float32
+                    if base64_wanted and owner.reject_base64:  # an OpenAI-compatible server without base64
+                        self._send(400, {"error": {"message": "encoding_format not supported",
+                                                   "type": "invalid_request_error", "code": None}})
+                        return
+                    data = [{"object": "embedding", "index": i,
+                             "embedding": _base64_vector(fake_vector(str(t), dims)) if base64_wanted
+                             else fake_vector(str(t), dims)} for i, t in enumerate(inputs)]
                     self._send(200, {"object": "list", "data": data, "model": body.get("model"),
                                      "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}})
                     return

@@ -159,6 +159,8 @@ class LLMSettings(_Section):
     retries: int = Field(default=3, ge=0, le=10)
     timeout: float = Field(default=120.0, gt=0)
     cache: bool = False
+    # DSPy's LM backend: "litellm" (every LiteLLM provider) or "lm15" (DSPy's native client: less CPU per call).
+    engine: Literal["litellm", "lm15"] = "litellm"
     openai_api_key: str = ""
     anthropic_api_key: str = ""
     gemini_api_key: str = ""

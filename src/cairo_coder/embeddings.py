@@ -7,16 +7,24 @@ embedder is never silently searched with another.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import random
 import threading
+import warnings
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from cairo_coder.config import EmbeddingSettings, LLMSettings
+from cairo_coder.config import EmbeddingSettings, LLMSettings, provider_of
 
 logger = logging.getLogger(__name__)
+
+# Providers whose embedding API accepts encoding_format="base64" (OpenAI's wire format).
+BASE64_PROVIDERS = frozenset({"openai", "azure"})
+# LiteLLM's response model types ``embedding`` as list[float]; a base64 string (decoded below) makes pydantic warn
+# on every call.
+warnings.filterwarnings("ignore", message="Pydantic serializer warnings", category=UserWarning)
 
 
 
@@ -138,6 +146,7 @@ class RemoteEmbedder:
         self.llm = llm or LLMSettings()
         self.calls = 0
         self.texts_embedded = 0
+        self._base64 = True  # until a server rejects encoding_format=base64
 
     @property
     def id(self) -> str:
@@ -167,6 +176,10 @@ class RemoteEmbedder:
             kwargs["dimensions"] = self.settings.dimensions
         if self.settings.api_base:
             kwargs["api_base"] = self.settings.api_base
+        if self._base64 and provider_of(self.settings.model) in BASE64_PROVIDERS:
+            # Vectors as base64 float32 instead of JSON numbers: parsing 1536 JSON floats per text in the OpenAI
+            # SDK cost ~10 ms of CPU per text (measured: 29 ms vs 7 ms for a 3-text call).
+            kwargs["encoding_format"] = "base64"
         key = self._api_key()
         if key:
             kwargs["api_key"] = key
@@ -182,7 +195,7 @@ class RemoteEmbedder:
                 self.calls += 1
                 response = await litellm.aembedding(**kwargs)
                 data = sorted(response.data, key=lambda item: item["index"])
-                vectors = [_normalise(item["embedding"]) for item in data]
+                vectors = [_normalise(_decode(item["embedding"])) for item in data]
                 if vectors and len(vectors[0]) != self.dimensions:
                     raise EmbeddingConfigError(
                         f"{self.settings.model} returned {len(vectors[0])}-dimensional vectors but "
@@ -197,6 +210,13 @@ class RemoteEmbedder:
                 delay = min(30.0, self.BASE_DELAY * 2**attempt) * (0.5 + random.random())
                 logger.warning("embedding call failed (%s); retrying in %.1fs", type(exc).__name__, delay)
                 await asyncio.sleep(delay)
+            except litellm.BadRequestError:
+                if kwargs.pop("encoding_format", None) is None:
+                    raise
+                # An OpenAI-compatible server without base64 support: JSON numbers from now on.
+                self._base64 = False
+                logger.info("the embedding server rejected encoding_format=base64; using JSON floats")
+                return await self._call(batch)
             except litellm.AuthenticationError as exc:
                 raise EmbeddingConfigError(
                     f"the embedding provider rejected the API key for {self.settings.model}: {exc}"
@@ -215,9 +235,23 @@ class RemoteEmbedder:
         return (await self.embed([text]))[0]
 
 
-def _normalise(vector: Sequence[float]) -> list[float]:
-    norm = sum(x * x for x in vector) ** 0.5 or 1.0
-    return [float(x) / norm for x in vector]
+def _decode(embedding: Any) -> Any:
+    """A vector as JSON numbers, or OpenAI's base64 little-endian float32, as a numpy array."""
+    import numpy as np
+
+    if isinstance(embedding, str):
+        return np.frombuffer(base64.b64decode(embedding), dtype="<f4").astype(np.float64)
+    return np.asarray(embedding, dtype=np.float64)
+
+
+def _normalise(vector: Any) -> list[float]:
+    """Unit length (cosine = dot product), as plain floats; numpy: 1536 dimensions in microseconds."""
+    import numpy as np
+
+    array = np.asarray(vector, dtype=np.float64)
+    norm = float(np.linalg.norm(array)) or 1.0
+    result: list[float] = (array / norm).tolist()
+    return result
 
 
 def create_embedder(settings: EmbeddingSettings, llm: LLMSettings | None = None) -> Embedder:

@@ -196,10 +196,11 @@ class LLMRouter:
             max_tokens=max_tokens,
             cache=self.settings.cache,
             num_retries=self.settings.retries,
-            engine="litellm",
+            engine=self.settings.engine,
             timeout=self.settings.timeout,
-            max_retries=0,  # the OpenAI SDK's own retries; DSPy retries (num_retries) instead
             **connection,
+            # LiteLLM: turn off the OpenAI SDK's own retries, DSPy retries (num_retries) instead. lm15 has none.
+            **({"max_retries": 0} if self.settings.engine == "litellm" else {}),
         )
         with self._lock:
             self._lms[key] = lm

@@ -20,6 +20,7 @@ from dspy.utils.usage_tracker import track_usage
 
 from cairo_coder.config import PipelineSettings
 from cairo_coder.llm import LLMRouter, Stage, translate_error, usage_from
+from cairo_coder.programs.adapter import ADAPTER
 from cairo_coder.programs.generation import GenerationProgram, format_context
 from cairo_coder.programs.query_processor import QueryProcessorProgram, raw_processed_query
 from cairo_coder.programs.retriever import DocumentRetrieverProgram
@@ -198,7 +199,11 @@ class RagPipeline:
         """Run a stage on its model, count its tokens, and turn DSPy/LiteLLM errors into our precise types."""
         lm = self.router.lm(stage, self.agent, temperature=options.temperature if options else None,
                             max_tokens=options.max_tokens if options else None)
-        with dspy.context(lm=lm, track_usage=True), track_usage() as tracker:
+        # No DSPy call history: it keeps up to 10,000 prompts and responses per LM (memory that only grows).
+        # Streamed generation keeps DSPy's own ChatAdapter (its StreamListener recognises adapters by name).
+        adapter = None if stage == "generation" else ADAPTER
+        with dspy.context(lm=lm, adapter=adapter, track_usage=True, disable_history=True), \
+                track_usage() as tracker:
             try:
                 yield
             except Exception as exc:

@@ -36,7 +36,18 @@ async def test_batches_and_retries_rate_limits_and_server_errors() -> None:
         bodies = [r["body"] for r in server.requests]
         assert [len(b["input"]) for b in bodies] == [2, 2, 2, 1]  # 2 failures, then 2 batches
         assert bodies[0]["dimensions"] == 8 and bodies[0]["model"] == "text-embedding-3-large"
+        assert bodies[0]["encoding_format"] == "base64", "vectors travel as base64 float32, not JSON numbers"
         assert server.requests[0]["authorization"] == "Bearer sk-test"
+
+
+async def test_servers_without_base64_get_json_numbers() -> None:
+    with FakeOpenAI() as server:
+        server.reject_base64 = True
+        embedder = remote(server.base_url)
+        assert (await embedder.embed(["a"]))[0] == pytest.approx(fake_vector("a", 8))
+        assert (await embedder.embed(["b"]))[0] == pytest.approx(fake_vector("b", 8))
+        formats = [r["body"].get("encoding_format") for r in server.requests]
+        assert formats == ["base64", None, None], "one rejected try, then JSON numbers for good"
 
 
 async def test_gives_up_after_the_last_retry_with_a_clear_error() -> None:

@@ -236,3 +236,23 @@ def _loop(server: LiveServer) -> asyncio.AbstractEventLoop:
     loop = server.services.store.pool._loop
     assert isinstance(loop, asyncio.AbstractEventLoop)
     return loop
+
+
+def test_the_lm15_engine_answers_streams_and_maps_errors(kb_url: str, fake: FakeOpenAI,
+                                                         local_embedder: LocalEmbedder) -> None:
+    live = LiveServer(llm_settings(kb_url, fake, CAIRO_CODER_LLM__ENGINE="lm15", CAIRO_CODER_LLM__RETRIES="0"),
+                      local_embedder).start()
+    try:
+        oai = client(live)
+        whole = oai.chat.completions.create(model="cairo-coder", messages=[{"role": "user", "content": QUESTION}])
+        assert whole.choices[0].message.content.startswith(f"ANSWER<{QUESTION}>")
+        assert whole.usage is not None and whole.usage.total_tokens > 0
+        chunks = list(oai.chat.completions.create(model="cairo-coder", stream=True,
+                                                  messages=[{"role": "user", "content": QUESTION}]))
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).strip() == \
+            whole.choices[0].message.content
+        fake.chat_failures.extend([429])
+        with pytest.raises(openai.RateLimitError):
+            oai.chat.completions.create(model="cairo-coder", messages=[{"role": "user", "content": QUESTION}])
+    finally:
+        live.stop()

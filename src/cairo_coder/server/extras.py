@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from cairo_coder.llm import translate_error
 from cairo_coder.pipeline import format_history
+from cairo_coder.programs.adapter import ADAPTER
 from cairo_coder.server.errors import APIError, error_responses, from_exception
 from cairo_coder.server.schemas import InsightPage, InsightRecord, SuggestionsRequest, SuggestionsResponse
 from cairo_coder.server.state import Services, services_dependency
@@ -35,7 +36,7 @@ async def suggestions(body: SuggestionsRequest, services: Svc) -> SuggestionsRes
     lm = services.router.lm("suggestions", agent)
     async with services.limiter.slot():
         try:
-            with dspy.context(lm=lm):
+            with dspy.context(lm=lm, adapter=ADAPTER, disable_history=True):
                 prediction = await services.suggestions.acall(
                     chat_history=format_history(body.history(), services.settings.pipeline.max_history))
         except Exception as exc:

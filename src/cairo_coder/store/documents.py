@@ -292,8 +292,10 @@ class DocumentStore:
         wanted = max(k, self.search_settings.candidates) if mode == "hybrid" else k
 
         async def run() -> list[SearchResult]:
+            # Each step takes its own pooled connection and never waits for a second one while holding one:
+            # under load (every connection taken) nested acquires would deadlock the pool.
+            scored, vector = await self._rank(query, vector_task, wanted, sources, mode)
             async with self.pool.acquire() as conn:
-                scored, vector = await self._rank(conn, query, vector_task, wanted, sources, mode)
                 return await self._fetch(conn, scored, vector, k, min_similarity)
 
         try:
@@ -304,7 +306,6 @@ class DocumentStore:
 
     async def _rank(
         self,
-        conn: Conn,
         query: str,
         vector_task: asyncio.Future[list[float]] | None,
         limit: int,
@@ -312,20 +313,16 @@ class DocumentStore:
         mode: SearchMode,
     ) -> tuple[list[tuple[int, float]], list[float] | None]:
         """The ranked (document id, score) list, and the query vector if one was computed."""
-        lexical_rank = rank.bm25 if self.search_settings.lexical_ranker == "bm25" else rank.full_text
         if mode == "dense":
             assert vector_task is not None
-            query_vector = await vector_task
-            return await rank.dense(conn, query_vector, limit, sources), query_vector
+            query_vector, nearest = await self._dense(vector_task, limit, sources)
+            return nearest, query_vector
         dense_task: asyncio.Future[tuple[list[float], list[tuple[int, float]]]] | None = None
         if mode == "hybrid" and vector_task is not None:
-            # The dense ranking runs on a second connection while this one ranks lexically.
-            dense_task = asyncio.ensure_future(self._dense_on_own_connection(vector_task, limit, sources))
+            # The dense ranking runs on a connection of its own while the lexical one ranks.
+            dense_task = asyncio.ensure_future(self._dense(vector_task, limit, sources))
         try:
-            symbol_hits: list[tuple[int, float]] = []
-            if len(lexical.query_terms(query)) <= SYMBOL_QUERY_MAX_TERMS:
-                symbol_hits = await rank.symbols(conn, query, 5, sources)
-            lexical_hits = await lexical_rank(conn, query, limit, sources)
+            symbol_hits, lexical_hits = await self._lexical(query, limit, sources)
         except BaseException:
             if dense_task is not None:
                 dense_task.cancel()
@@ -340,8 +337,8 @@ class DocumentStore:
             ranked = lexical_hits
         else:
             fused = rank.reciprocal_rank_fusion([(lexical_hits, 1.0), (dense_hits, 1.0)], self.search_settings.rrf_k)
-            rows = await conn.fetch("SELECT id, source, path FROM documents WHERE id = ANY($1::bigint[])",
-                                    [doc_id for doc_id, _ in fused])
+            rows = await self.pool.fetch("SELECT id, source, path FROM documents WHERE id = ANY($1::bigint[])",
+                                         [doc_id for doc_id, _ in fused])
             ranked = rank.page_support(fused, {r["id"]: (r["source"], r["path"]) for r in rows})
         if not symbol_hits:
             return ranked, vector
@@ -351,9 +348,18 @@ class DocumentStore:
         firsts = [(doc_id, top + SYMBOL_BONUS * hits) for doc_id, hits in symbol_hits]
         return firsts + [item for item in ranked if item[0] not in symbol_ids], vector
 
-    async def _dense_on_own_connection(self, vector_task: asyncio.Future[list[float]], limit: int,
-                                       sources: list[str] | None) -> tuple[list[float], list[tuple[int, float]]]:
-        vector = await vector_task
+    async def _lexical(self, query: str, limit: int, sources: list[str] | None
+                       ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        lexical_rank = rank.bm25 if self.search_settings.lexical_ranker == "bm25" else rank.full_text
+        async with self.pool.acquire() as conn:
+            symbol_hits: list[tuple[int, float]] = []
+            if len(lexical.query_terms(query)) <= SYMBOL_QUERY_MAX_TERMS:
+                symbol_hits = await rank.symbols(conn, query, 5, sources)
+            return symbol_hits, await lexical_rank(conn, query, limit, sources)
+
+    async def _dense(self, vector_task: asyncio.Future[list[float]], limit: int,
+                     sources: list[str] | None) -> tuple[list[float], list[tuple[int, float]]]:
+        vector = await vector_task  # before taking a connection: none is held while the embedder works
         async with self.pool.acquire() as conn:
             return vector, await rank.dense(conn, vector, limit, sources)
 

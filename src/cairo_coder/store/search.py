@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from cairo_coder import lexical
-from cairo_coder.store.database import Conn
+from cairo_coder.store.database import HNSW_EF_SEARCH, Conn
 
 Id = TypeVar("Id", int, str)
 
@@ -54,6 +54,10 @@ async def dense(
     sql = """SELECT id, 1 - (embedding <=> $1) AS score FROM documents
              WHERE embedding IS NOT NULL AND ($2::text[] IS NULL OR source = ANY($2))
              ORDER BY embedding <=> $1 LIMIT $3"""
+    if sources is None and limit * 2 <= HNSW_EF_SEARCH:
+        # The connection's own ef_search (set when it was opened) is wide enough: one round trip.
+        rows = await conn.fetch(sql, vector, sources, limit)
+        return [(r["id"], float(r["score"])) for r in rows]
     async with conn.transaction():
         exact = False
         if sources is not None:

@@ -1,0 +1,57 @@
+"""Server pieces that need no running server: strict header flags, the error table, the concurrency limiter."""
+
+from __future__ import annotations
+
+import pytest
+
+from cairo_coder.server.errors import APIError, from_exception, from_kind
+from cairo_coder.server.schemas import ChatMessage, parse_flag
+from cairo_coder.server.state import ConcurrencyLimiter
+
+
+@pytest.mark.parametrize(("raw", "value"), [("true", True), ("1", True), ("YES", True), (" Yes ", True),
+                                            ("false", False), ("0", False), ("No", False)])
+def test_flags_parse_strictly(raw: str, value: bool) -> None:
+    assert parse_flag(raw) is value
+
+
+@pytest.mark.parametrize("raw", ["", "on", "2", "truthy", "y"])
+def test_other_flag_values_are_errors(raw: str) -> None:
+    with pytest.raises(ValueError, match="expected true/1/yes or false/0/no"):
+        parse_flag(raw)
+
+
+@pytest.mark.parametrize(("kind", "status", "error_type"), [
+    ("unknown_agent", 404, "not_found_error"), ("llm_rate_limited", 429, "rate_limit_error"),
+    ("llm_not_configured", 503, "service_unavailable"), ("database_unavailable", 503, "service_unavailable"),
+    ("llm_bad_output", 500, "server_error"), ("something_new", 500, "server_error"),
+    ("invalid_request", 400, "invalid_request_error")])
+def test_error_kinds_map_to_statuses(kind: str, status: int, error_type: str) -> None:
+    error = from_kind(kind, "message")
+    assert (error.status, error.type, error.code) == (status, error_type, kind)
+    assert set(error.payload()["error"]) == {"message", "type", "code", "param"}
+    assert ("retry-after" in error.headers) == (status in (429, 503))
+
+
+def test_unexpected_exceptions_become_500_without_details() -> None:
+    error = from_exception(RuntimeError("secret internals"))
+    assert error.status == 500 and "secret internals" not in error.message and "RuntimeError" in error.message
+
+
+def test_concurrency_limiter_refuses_beyond_its_limit_and_gives_slots_back() -> None:
+    limiter = ConcurrencyLimiter(2)
+    limiter.acquire()
+    limiter.acquire()
+    with pytest.raises(APIError) as caught:
+        limiter.acquire()
+    assert caught.value.status == 429 and limiter.refused == 1
+    limiter.release()
+    limiter.acquire()
+    assert limiter.in_flight == 2
+
+
+def test_chat_messages_flatten_text_parts_and_drop_nul() -> None:
+    message = ChatMessage.model_validate({"role": "developer", "content": [
+        {"type": "text", "text": "be\x00 terse"}, {"type": "image_url"}, {"type": "text", "text": "!"}]})
+    assert message.to_message().role.value == "system"
+    assert message.text() == "be terse!"
