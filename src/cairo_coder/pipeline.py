@@ -199,10 +199,11 @@ class RagPipeline:
         """Run a stage on its model, count its tokens, and turn DSPy/LiteLLM errors into our precise types."""
         lm = self.router.lm(stage, self.agent, temperature=options.temperature if options else None,
                             max_tokens=options.max_tokens if options else None)
-        # No DSPy call history: it keeps up to 10,000 prompts and responses per LM (memory that only grows).
+        # No DSPy call history and no trace: DSPy keeps up to 10,000 of each (prompts, inputs such as the whole
+        # retrieved context, predictions) in global lists, hundreds of MB that a server never reads.
         # Streamed generation keeps DSPy's own ChatAdapter (its StreamListener recognises adapters by name).
         adapter = None if stage == "generation" else ADAPTER
-        with dspy.context(lm=lm, adapter=adapter, track_usage=True, disable_history=True), \
+        with dspy.context(lm=lm, adapter=adapter, track_usage=True, disable_history=True, trace=None), \
                 track_usage() as tracker:
             try:
                 yield

@@ -196,6 +196,7 @@ def test_api_keys_when_configured(start: Callable[..., LiveServer], kb_url: str,
     assert oai.chat.completions.create(model="cairo-coder", messages=[{"role": "user", "content": QUESTION}])
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=keyed.url + "/v1", api_key="nope", max_retries=0).models.list()
+    assert_envelope(httpx.post(keyed.url + "/mcp", json={}, timeout=10), 401, "invalid_api_key")
     assert httpx.get(keyed.url + "/health").status_code == 200, "health needs no key"
     assert httpx.get(keyed.url + "/ready").status_code == 200
     # Insights are off without an admin key.
@@ -207,8 +208,11 @@ def test_without_an_llm_answers_are_503_and_mcp_mode_still_works(start: Callable
     bare = start(make_settings(kb_url))
     error = assert_envelope(post(bare, ask()), 503, "llm_not_configured")
     assert "CAIRO_CODER_MODEL" in error["message"]
-    streamed = httpx.post(bare.url + "/v1/chat/completions", json={**ask(), "stream": True}, timeout=30)
-    assert "event: error" in streamed.text and "llm_not_configured" in streamed.text
+    # Streams fail before the first byte: a status the client can act on, not an error event.
+    assert_envelope(post(bare, {**ask(), "stream": True}), 503, "llm_not_configured")
+    assert_envelope(post(bare, {"query": QUESTION}, "/agents/process"), 503, "llm_not_configured")
+    process_mcp = post(bare, {"query": QUESTION, "mcp_mode": True}, "/agents/process")
+    assert process_mcp.status_code == 200 and '"type":"end"' in process_mcp.text
     mcp = post(bare, ask(), headers={"x-mcp-mode": "1"})
     assert mcp.status_code == 200 and "Contract Storage" in mcp.json()["choices"][0]["message"]["content"]
     ready = httpx.get(bare.url + "/ready")

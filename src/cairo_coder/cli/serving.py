@@ -68,9 +68,11 @@ def serve(
 
         uvicorn.run(create_app(settings), **options)
         return
-    # Worker processes rebuild the settings from the same file and environment.
+    # Worker processes rebuild the settings from the same file and environment (plus this command's options).
     if _state["config"] is not None:
         os.environ["CAIRO_CODER_CONFIG"] = str(_state["config"])
+    os.environ["CAIRO_CODER_SERVER__HOST"] = server.host
+    os.environ["CAIRO_CODER_SERVER__PORT"] = str(server.port)
     uvicorn.run("cairo_coder.server.app:app_from_environment", factory=True, workers=server.workers, **options)
 
 

@@ -44,8 +44,11 @@ class Answer:
     usage: dict[str, Any]
 
 
-def check_agent(services: Services, agent_id: str) -> None:
-    services.factory.get_config(agent_id)  # UnknownAgentError -> 404
+def check_agent(services: Services, agent_id: str, mcp_mode: bool = True) -> None:
+    """404 for an unknown agent; 503 before anything is streamed when an answer needs an LLM that is missing."""
+    agent = services.factory.get_config(agent_id)  # UnknownAgentError -> 404
+    if not mcp_mode:
+        services.router.lm("generation", agent)  # LLMNotConfiguredError -> 503 naming the settings to provide
 
 
 async def answer_events(services: Services, question: Question) -> AsyncIterator[StreamEvent]:

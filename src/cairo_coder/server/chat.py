@@ -75,7 +75,7 @@ def build_question(services: Services, body: ChatCompletionRequest, agent_id: st
 
 async def complete(request: Request, body: ChatCompletionRequest, services: Services, agent_id: str,
                    mcp_mode: bool) -> Response:
-    check_agent(services, agent_id)
+    check_agent(services, agent_id, mcp_mode)
     question = build_question(services, body, agent_id, request, mcp_mode)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())

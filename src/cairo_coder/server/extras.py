@@ -36,7 +36,7 @@ async def suggestions(body: SuggestionsRequest, services: Svc) -> SuggestionsRes
     lm = services.router.lm("suggestions", agent)
     async with services.limiter.slot():
         try:
-            with dspy.context(lm=lm, adapter=ADAPTER, disable_history=True):
+            with dspy.context(lm=lm, adapter=ADAPTER, disable_history=True, trace=None):
                 prediction = await services.suggestions.acall(
                     chat_history=format_history(body.history(), services.settings.pipeline.max_history))
         except Exception as exc:

@@ -31,7 +31,7 @@ NDJSON_DOC: dict[int | str, dict[str, Any]] = {200: {
 
 def process_question(services: Services, body: ProcessRequest, headers: Any) -> Question:
     agent_id = body.agent_id or services.factory.default_agent_id
-    check_agent(services, agent_id)
+    check_agent(services, agent_id, body.mcp_mode)
     limits = services.settings.server
     texts = [body.query] + [m.content for m in body.chat_history]
     if len(body.chat_history) + 1 > limits.max_messages:
@@ -106,8 +106,6 @@ async def process_ws(websocket: WebSocket) -> None:
         except asyncio.CancelledError:
             await send({"type": "end", "data": {"cancelled": True}, "id": request_id})
             raise
-        finally:
-            services.limiter.release()
 
     def error(kind: str, message: str, status: int, request_id: Any = None) -> dict[str, Any]:
         return {"type": "error", "data": {"type": kind, "message": message, "status": status}, "id": request_id}
@@ -144,6 +142,8 @@ async def process_ws(websocket: WebSocket) -> None:
                 await send(error(api.code or "invalid_request", api.message, api.status, request_id))
                 continue
             current = asyncio.create_task(run(question, request_id))
+            # Released when the task ends, however it ends (even cancelled before it ever ran).
+            current.add_done_callback(lambda _: services.limiter.release())
     except WebSocketDisconnect:
         pass
     finally:
