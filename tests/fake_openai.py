@@ -199,6 +199,20 @@ class FakeOpenAI:
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    def reset(self) -> None:
+        """Back to a fresh server's behaviour (tests share one server per module)."""
+        with self._lock:
+            self.requests.clear()
+        self.failures.clear()
+        self.chat_failures.clear()
+        self.fields.clear()
+        self.stream_outcomes.clear()
+        self.retry_after = "0"
+        self.delay = self.chat_delay = self.chunk_delay = 0.0
+        self.chunk_size = 12
+        self.reject_base64 = False
+        self.log_requests = True
+
     def completion_text(self, body: dict[str, Any]) -> str:
         messages = body.get("messages", [])
         query = input_field(messages, "query")

@@ -4,7 +4,7 @@ shared by the pipeline and server tests, and settings that point every LLM call 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
@@ -63,3 +63,16 @@ def llm_settings(url: str, fake: FakeOpenAI, **env: str) -> Settings:
                          OPENAI_API_KEY="sk-test", **env)
 
 
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeOpenAI]:
+    """The fake OpenAI-compatible server of one test module (reset before each test that uses it)."""
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def reset_fake(request: pytest.FixtureRequest) -> None:
+    if "fake" in request.fixturenames:
+        request.getfixturevalue("fake").reset()

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +20,6 @@ def cli(db_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]
     base.update({"DATABASE_URL": db_url, "CAIRO_CODER_EMBEDDINGS__PROVIDER": "none", **env})
     return subprocess.run([sys.executable, "-m", "cairo_coder", *args], capture_output=True, text=True, env=base,
                           timeout=300)
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
 
 
 @pytest.fixture

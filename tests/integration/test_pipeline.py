@@ -4,7 +4,7 @@ fake OpenAI-compatible server."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +19,6 @@ from cairo_coder.types import DocumentSource, Message, Role, StreamEvent
 from tests.conftest import make_settings
 from tests.fake_openai import FakeOpenAI
 from tests.integration.conftest import llm_settings
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def reset_fake(fake: FakeOpenAI) -> None:
-    fake.requests.clear()
-    fake.chat_failures.clear()
-    fake.fields.clear()
-    fake.retry_after = "0"
-    fake.chat_delay = 0.0
 
 
 @pytest.fixture

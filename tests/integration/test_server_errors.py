@@ -24,21 +24,6 @@ KEY = "client-key-1"
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def reset_fake(fake: FakeOpenAI) -> None:
-    fake.requests.clear()
-    fake.chat_failures.clear()
-    fake.chat_delay = 0.0
-    fake.chunk_delay = 0.0
-    fake.retry_after = "0"
-
-
-@pytest.fixture(scope="module")
 def start(kb_url: str, local_embedder: LocalEmbedder) -> Iterator[Callable[..., LiveServer]]:
     servers: list[LiveServer] = []
 

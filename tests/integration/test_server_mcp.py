@@ -22,12 +22,6 @@ QUESTION = "How do I declare storage variables in a contract?"
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def server(kb_url: str, fake: FakeOpenAI, local_embedder: LocalEmbedder) -> Iterator[LiveServer]:
     live = LiveServer(llm_settings(kb_url, fake), local_embedder).start()
     yield live

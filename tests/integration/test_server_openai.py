@@ -23,21 +23,6 @@ ADMIN = "admin-secret"
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def reset_fake(fake: FakeOpenAI) -> None:
-    fake.requests.clear()
-    fake.fields.clear()
-    fake.chat_failures.clear()
-    fake.chunk_delay = 0.0
-    fake.chunk_size = 12
-
-
-@pytest.fixture(scope="module")
 def server(kb_url: str, fake: FakeOpenAI, local_embedder: LocalEmbedder) -> Iterator[LiveServer]:
     settings = llm_settings(kb_url, fake, CAIRO_CODER_SERVER__ADMIN_KEY=ADMIN,
                             CAIRO_CODER_SERVER__MAX_CONCURRENT_REQUESTS="200")

@@ -22,20 +22,6 @@ QUESTION = "How do I declare storage variables in a contract?"
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def reset_fake(fake: FakeOpenAI) -> None:
-    fake.requests.clear()
-    fake.stream_outcomes.clear()
-    fake.chunk_delay = 0.0
-    fake.chunk_size = 12
-
-
-@pytest.fixture(scope="module")
 def server(kb_url: str, fake: FakeOpenAI, local_embedder: LocalEmbedder) -> Iterator[LiveServer]:
     live = LiveServer(llm_settings(kb_url, fake, CAIRO_CODER_SERVER__ADMIN_KEY="admin"), local_embedder).start()
     yield live
