@@ -37,13 +37,6 @@ class Question:
     user_hash: str | None = None
 
 
-@dataclass
-class Answer:
-    text: str
-    sources: list[dict[str, Any]]
-    usage: dict[str, Any]
-
-
 def check_agent(services: Services, agent_id: str, mcp_mode: bool = True) -> None:
     """404 for an unknown agent; 503 before anything is streamed when an answer needs an LLM that is missing."""
     agent = services.factory.get_config(agent_id)  # UnknownAgentError -> 404
@@ -51,54 +44,76 @@ def check_agent(services: Services, agent_id: str, mcp_mode: bool = True) -> Non
         services.router.lm("generation", agent)  # LLMNotConfiguredError -> 503 naming the settings to provide
 
 
+@dataclass
+class Answer:
+    """What a request's events add up to (the same bookkeeping for recording and for whole answers)."""
+
+    parts: list[str] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, Any] = field(default_factory=dict)
+    status: str = "cancelled"  # until an end or error event says otherwise
+    error: dict[str, Any] | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts).strip()
+
+    def add(self, event: StreamEvent) -> None:
+        if event.type == "sources":
+            self.sources = list(event.data)
+        elif event.type == "response":
+            self.parts.append(str(event.data))
+        elif event.type == "final_response":
+            self.usage = dict(event.data.get("usage") or {})
+        elif event.type == "end":
+            self.status = "ok"
+        elif event.type == "error":
+            self.status, self.error = "error", dict(event.data)
+
+
 async def answer_events(services: Services, question: Question) -> AsyncIterator[StreamEvent]:
     """The pipeline's events for ``question``; records the outcome in query insights when it ends."""
     pipeline = services.factory.create_agent_by_id(question.agent_id)
     started = time.perf_counter()
-    parts: list[str] = []
-    sources: list[dict[str, Any]] = []
-    usage: dict[str, Any] = {}
-    status, error = "cancelled", None
+    seen = Answer()
     try:
         async for event in pipeline.stream(question.query, question.history, mcp_mode=question.mcp_mode,
                                            options=question.options):
-            if event.type == "sources":
-                sources = list(event.data)
-            elif event.type == "response":
-                parts.append(str(event.data))
-            elif event.type == "final_response":
-                usage = dict(event.data.get("usage") or {})
-            elif event.type == "end":
-                status = "ok"
-            elif event.type == "error":
-                status, error = "error", str(event.data.get("message"))
+            seen.add(event)
             yield event
     finally:
         if services.insights is not None:
             services.insights.record(InsightEntry(
                 agent_id=question.agent_id, query=question.query,
                 chat_history=[m.model_dump(mode="json") for m in question.history],
-                answer="".join(parts) or None, sources=sources, usage=usage,
+                answer="".join(seen.parts) or None, sources=seen.sources, usage=seen.usage,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
                 conversation_id=question.conversation_id, user_hash=question.user_hash,
-                mcp_mode=question.mcp_mode, status=status, error=error))
+                mcp_mode=question.mcp_mode, status=seen.status,
+                error=str(seen.error.get("message")) if seen.error else None))
 
 
 async def answer(services: Services, question: Question) -> Answer:
     """The whole answer; an ``error`` event becomes the matching :class:`APIError`."""
-    parts: list[str] = []
-    sources: list[dict[str, Any]] = []
-    usage: dict[str, Any] = {}
+    result = Answer()
     async for event in answer_events(services, question):
-        if event.type == "sources":
-            sources = list(event.data)
-        elif event.type == "response":
-            parts.append(str(event.data))
-        elif event.type == "final_response":
-            usage = dict(event.data.get("usage") or {})
-        elif event.type == "error":
-            raise from_kind(str(event.data["type"]), str(event.data["message"]))
-    return Answer("".join(parts).strip(), sources, usage)
+        result.add(event)
+        if result.error is not None:
+            raise from_kind(str(result.error["type"]), str(result.error["message"]))
+    return result
+
+
+def check_limits(services: Services, texts: list[str], param: str, item_param: str) -> None:
+    """422 when a request has more messages, or longer ones, than the server's limits allow.
+
+    ``item_param`` names the offending message, with ``{i}`` for its index (e.g. ``messages.{i}.content``).
+    """
+    limits = services.settings.server
+    reject_if(len(texts) > limits.max_messages, 422, f"too many messages: {len(texts)} (limit "
+              f"{limits.max_messages})", "too_many_messages", param)
+    for i, text in enumerate(texts):
+        reject_if(len(text) > limits.max_message_chars, 422, f"message {i} is {len(text)} characters long "
+                  f"(limit {limits.max_message_chars})", "message_too_long", item_param.format(i=i))
 
 
 class ClientDisconnected(Exception):

@@ -24,6 +24,7 @@ from cairo_coder.server.answering import (
     answer,
     answer_events,
     check_agent,
+    check_limits,
     reject_if,
     stream_with_slot,
     until_disconnect,
@@ -52,14 +53,8 @@ def mcp_flag(x_mcp_mode: str | None, mcp: str | None) -> bool:
 
 def build_question(services: Services, body: ChatCompletionRequest, agent_id: str, request: Request,
                    mcp_mode: bool) -> Question:
-    limits = services.settings.server
     messages = body.messages
-    reject_if(len(messages) > limits.max_messages, 422,
-              f"too many messages: {len(messages)} (limit {limits.max_messages})", "too_many_messages", "messages")
-    for i, message in enumerate(messages):
-        reject_if(len(message.text()) > limits.max_message_chars, 422,
-                  f"message {i} is {len(message.text())} characters long (limit {limits.max_message_chars})",
-                  "message_too_long", f"messages.{i}.content")
+    check_limits(services, [m.text() for m in messages], "messages", "messages.{i}.content")
     last = messages[-1]
     reject_if(last.role != "user", 422, "the last message must be the user's question (role 'user')",
               "last_message_not_user", f"messages.{len(messages) - 1}.role")
@@ -88,13 +83,11 @@ async def complete(request: Request, body: ChatCompletionRequest, services: Serv
             result = await until_disconnect(request, lambda: answer(services, question))
         except ClientDisconnected:
             return Response(status_code=499)
-    usage = {k: int(result.usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}
-    completion = ChatCompletion(
-        id=completion_id, created=created, model=agent_id, usage=usage,  # type: ignore[arg-type]
-        choices=[{"index": 0, "message": {"role": "assistant", "content": result.text},  # type: ignore[list-item]
-                  "finish_reason": "stop"}],
-        sources=result.sources,  # type: ignore[arg-type]
-    )
+    completion = ChatCompletion.model_validate({
+        "id": completion_id, "created": created, "model": agent_id, "sources": result.sources,
+        "usage": {k: int(result.usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text}, "finish_reason": "stop"}],
+    })
     return Response(completion.model_dump_json(), media_type="application/json")
 
 

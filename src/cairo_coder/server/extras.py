@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from cairo_coder.llm import translate_error
 from cairo_coder.pipeline import format_history
 from cairo_coder.programs.adapter import ADAPTER
+from cairo_coder.server.answering import check_limits
 from cairo_coder.server.errors import APIError, error_responses, from_exception
 from cairo_coder.server.schemas import InsightPage, InsightRecord, SuggestionsRequest, SuggestionsResponse
 from cairo_coder.server.state import Services, services_dependency
@@ -26,13 +27,7 @@ Svc = Annotated[Services, Depends(services_dependency)]
              summary="Follow-up questions for a conversation")
 async def suggestions(body: SuggestionsRequest, services: Svc) -> SuggestionsResponse:
     agent = services.factory.get_config(body.agent_id or services.factory.default_agent_id)
-    limits = services.settings.server
-    if len(body.chat_history) > limits.max_messages:
-        raise APIError(422, f"too many messages (limit {limits.max_messages})", code="too_many_messages",
-                       param="chat_history")
-    if any(len(m.content) > limits.max_message_chars for m in body.chat_history):
-        raise APIError(422, f"a message is longer than {limits.max_message_chars} characters",
-                       code="message_too_long", param="chat_history")
+    check_limits(services, [m.content for m in body.chat_history], "chat_history", "chat_history.{i}.content")
     lm = services.router.lm("suggestions", agent)
     async with services.limiter.slot():
         try:

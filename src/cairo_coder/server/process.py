@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from cairo_coder.server.answering import Question, answer_events, check_agent, stream_with_slot
+from cairo_coder.server.answering import Question, answer_events, check_agent, check_limits, stream_with_slot
 from cairo_coder.server.errors import KIND_STATUS, APIError, error_responses, from_exception
 from cairo_coder.server.schemas import ProcessRequest
 from cairo_coder.server.state import Services, get_services, services_dependency
@@ -32,14 +32,8 @@ NDJSON_DOC: dict[int | str, dict[str, Any]] = {200: {
 def process_question(services: Services, body: ProcessRequest, headers: Any) -> Question:
     agent_id = body.agent_id or services.factory.default_agent_id
     check_agent(services, agent_id, body.mcp_mode)
-    limits = services.settings.server
-    texts = [body.query] + [m.content for m in body.chat_history]
-    if len(body.chat_history) + 1 > limits.max_messages:
-        raise APIError(422, f"too many messages in chat_history (limit {limits.max_messages})",
-                       code="too_many_messages", param="chat_history")
-    if any(len(t) > limits.max_message_chars for t in texts):
-        raise APIError(422, f"a message is longer than {limits.max_message_chars} characters",
-                       code="message_too_long", param="query")
+    check_limits(services, [body.query] + [m.content for m in body.chat_history], "chat_history",
+                 "chat_history.{i}")
     if not body.query.strip():
         raise APIError(422, "the query is empty", code="empty_question", param="query")
     history = body.history()[-services.settings.pipeline.max_history:]

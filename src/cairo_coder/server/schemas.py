@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cairo_coder.types import DocumentSource, Message, Role
+from cairo_coder.types import DocumentSource, Message, Role, SourceInfo, Usage
 
 
 def no_nul(value: Any) -> Any:
@@ -73,23 +73,6 @@ class Choice(BaseModel):
     logprobs: None = None
 
 
-class CompletionUsage(BaseModel):
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    total_tokens: int = 0
-
-
-class Source(BaseModel):
-    number: int
-    title: str
-    url: str
-    source: str
-    path: str = ""
-    section: list[str] = Field(default_factory=list)
-    version: str | None = None
-    score: float | None = None
-
-
 class ChatCompletion(BaseModel):
     """OpenAI's ``chat.completion``, plus the ``sources`` the answer cites as [n]."""
 
@@ -98,8 +81,8 @@ class ChatCompletion(BaseModel):
     created: int
     model: str
     choices: list[Choice]
-    usage: CompletionUsage
-    sources: list[Source] = Field(default_factory=list)
+    usage: Usage
+    sources: list[SourceInfo] = Field(default_factory=list)
 
 
 class ModelCard(BaseModel):
