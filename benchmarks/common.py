@@ -14,6 +14,9 @@ from cairo_coder.config import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = Path(os.environ.get("CAIRO_CODER_CORPUS") or REPO.parent / "shared" / "corpus")
+# The model name the benchmarks send to the fake server: a real one, as deployments use. DSPy and LiteLLM look up
+# a model's metadata (prices, capabilities) on every call, and an unknown name costs a scan of their whole table.
+BENCH_MODEL = os.environ.get("CAIRO_CODER_BENCH_MODEL", "openai/gpt-4o-mini")
 DATASET = Path(os.environ.get("CAIRO_CODER_EVAL_DATASET") or REPO.parent / "shared" / "eval" / "retrieval_dev.jsonl")
 
 

@@ -35,7 +35,7 @@ from cairo_coder.embeddings import create_embedder
 from cairo_coder.ingest.loader import Ingester
 from cairo_coder.llm import LLMRouter
 from cairo_coder.store import DocumentStore
-from common import CORPUS, DATASET, REPO, bench_settings, describe
+from common import BENCH_MODEL, CORPUS, DATASET, REPO, bench_settings, describe
 
 
 class LMTimer(BaseCallback):
@@ -109,7 +109,7 @@ async def run_mode(factory: AgentFactory, questions: list[str], count: int, mcp:
 
 
 async def bench(args: argparse.Namespace, base_url: str) -> None:
-    env = {"CAIRO_CODER_MODEL": "openai/fake-model", "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-bench",
+    env = {"CAIRO_CODER_MODEL": BENCH_MODEL, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-bench",
            "CAIRO_CODER_EMBEDDINGS__PROVIDER": args.embeddings}
     if args.embeddings == "remote":
         env |= {"CAIRO_CODER_EMBEDDINGS__API_BASE": base_url}

@@ -31,7 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import CORPUS, DATASET, REPO, describe
+from common import BENCH_MODEL, CORPUS, DATASET, REPO, describe
 
 
 def free_port() -> int:
@@ -150,7 +150,7 @@ def main() -> None:
     fake_url = fake.stdout.readline().strip()
     port = free_port()
     root = Path(os.environ.get("CAIRO_CODER_BENCH_DIR") or REPO / ".bench")
-    env = {**os.environ, "CAIRO_CODER_MODEL": "openai/fake-model", "OPENAI_BASE_URL": fake_url,
+    env = {**os.environ, "CAIRO_CODER_MODEL": BENCH_MODEL, "OPENAI_BASE_URL": fake_url,
            "OPENAI_API_KEY": "sk-bench", "CAIRO_CODER_EMBEDDINGS__PROVIDER": args.embeddings,
            "CAIRO_CODER_DATABASE__DATA_DIR": str(root / f"pipeline-{args.embeddings}"),
            "CAIRO_CODER_CORPUS": str(CORPUS), "CAIRO_CODER_SERVER__MAX_CONCURRENT_REQUESTS": "256",

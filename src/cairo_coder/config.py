@@ -120,6 +120,9 @@ class ServerSettings(_Section):
     max_message_chars: int = Field(default=100_000, ge=1)
     max_concurrent_requests: int = Field(default=64, ge=1)
     cors_origins: list[str] = Field(default_factory=list)
+    # Host header values /mcp accepts besides localhost (DNS-rebinding protection), e.g. the name a reverse
+    # proxy forwards; "name" also accepts "name:<any port>". Empty: protection only when bound to loopback.
+    allowed_hosts: list[str] = Field(default_factory=list)
     ingest_on_start: bool = True
     insights: bool = True
     # Salt of the hashed user ids in query insights; empty = a random salt kept in the database.

@@ -3,6 +3,7 @@ answers; a second start does not ingest again; insights can be turned off."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -22,13 +23,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(db_url: str, corpus: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start(db_url: str, corpus: Path, log: Path, *options: str, config: Path | None = None
+          ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CAIRO_CODER_", "OPENAI"))}
     env.update({"DATABASE_URL": db_url, "CAIRO_CODER_CORPUS": str(corpus), "CAIRO_CODER_EMBEDDINGS__PROVIDER": "none",
                 "CAIRO_CODER_SERVER__INSIGHTS": "false", "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
-    process = subprocess.Popen([sys.executable, "-m", "cairo_coder", "serve", "--port", str(port)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    command = [sys.executable, "-m", "cairo_coder", *(["--config", str(config)] if config else []),
+               "serve", "--port", str(port), *options]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -42,11 +45,22 @@ def start(db_url: str, corpus: Path, log: Path) -> tuple[subprocess.Popen[bytes]
     raise AssertionError(f"the server did not start: {log.read_text()}")
 
 
-def stop(process: subprocess.Popen[bytes], log: Path) -> None:
+def stop(process: subprocess.Popen[bytes], log: Path, lifespans: int = 1) -> None:
     process.terminate()
     # uvicorn shuts down gracefully, then re-raises the signal it caught (exit status -SIGTERM).
     assert process.wait(timeout=30) in (0, -15)
-    assert "Application shutdown complete" in log.read_text(), "a graceful shutdown (lifespan closed)"
+    closed = log.read_text().count("Application shutdown complete")
+    assert closed == lifespans, f"a graceful shutdown (lifespan closed) in each of {lifespans} process(es)"
+
+
+def wait_for_workers(process: subprocess.Popen[bytes], log: Path, count: int) -> list[int]:
+    """The worker processes' ids, once ``count`` of them have completed their startup (lifespan opened)."""
+    deadline = time.monotonic() + 60
+    while log.read_text().count("Application startup complete") < count:
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+    pids = [int(c) for c in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()]
+    return [pid for pid in pids if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()]
 
 
 async def test_serve_ingests_on_first_start_then_serves(db_url: str, tmp_path: Path) -> None:
@@ -77,3 +91,36 @@ async def test_serve_ingests_on_first_start_then_serves(db_url: str, tmp_path: P
         assert await conn.fetchval("SELECT max(indexed_at) FROM pages") == indexed, "nothing re-ingested"
     finally:
         await conn.close()
+
+
+async def test_serve_with_workers_shares_the_configuration(db_url: str, tmp_path: Path) -> None:
+    """`serve --workers 2`: two worker processes, each built from the same config file and options, each
+    serving (connections are spread by the kernel), all shut down gracefully."""
+    corpus = write_mini_corpus(tmp_path / "corpus")
+    config = tmp_path / "cairo-coder.toml"
+    config.write_text('[agents.book-only]\nname = "Book only"\nsources = ["cairo_book"]\n')
+    process, base = start(db_url, corpus, tmp_path / "first.log", config=config)  # ingests, in one process
+    stop(process, tmp_path / "first.log")
+    log = tmp_path / "workers.log"
+    process, base = start(db_url, corpus, log, "--workers", "2", "--no-ingest", config=config)
+    try:
+        assert len(wait_for_workers(process, log, 2)) == 2
+        question = {"messages": [{"role": "user", "content": "How do I declare storage?"}]}
+
+        async def ask(http: httpx.AsyncClient) -> tuple[list[str], str]:
+            agents = (await http.get("/v1/agents")).json()["data"]
+            answer = await http.post("/v1/chat/completions", headers={"x-mcp-mode": "true"}, json=question)
+            assert answer.status_code == 200, answer.text
+            return [a["id"] for a in agents], answer.json()["choices"][0]["message"]["content"]
+
+        # New connections each time, so that both workers take some of them.
+        results = []
+        for _ in range(3):
+            clients = [httpx.AsyncClient(base_url=base, timeout=30) for _ in range(8)]
+            results += await asyncio.gather(*(ask(http) for http in clients))
+            for http in clients:
+                await http.aclose()
+        assert all("book-only" in ids for ids, _ in results), "the workers built their settings from the file"
+        assert all("Contract Storage" in text for _, text in results)
+    finally:
+        stop(process, log, lifespans=2)

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
@@ -88,3 +89,29 @@ async def test_stdio_transport(kb_url: str) -> None:
         names = {tool.name for tool in (await client.list_tools()).tools}
         assert names == {"search_cairo_docs", "get_cairo_doc_page"}
         await check_documentation_tools(client)
+
+
+def initialize(server: LiveServer, host: str, origin: str | None = None) -> int:
+    body = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    headers = {"host": host, "accept": "application/json, text/event-stream"} | ({"origin": origin} if origin else {})
+    return httpx.post(server.url + "/mcp", json=body, headers=headers, timeout=30).status_code
+
+
+def test_dns_rebinding_protection_and_allowed_hosts(kb_url: str, local_embedder: LocalEmbedder,
+                                                    bare_server: LiveServer) -> None:
+    """Loopback bind: only localhost Host headers (the SDK's default). A proxied public name is accepted once
+    it is listed in server.allowed_hosts, with or without a port; other names and foreign origins are not."""
+    port = bare_server.url.rsplit(":", 1)[1]
+    assert initialize(bare_server, f"127.0.0.1:{port}") == 200
+    assert initialize(bare_server, "docs.example.com") == 421
+    live = LiveServer(make_settings(kb_url, CAIRO_CODER_SERVER__ALLOWED_HOSTS='["docs.example.com"]'),
+                      local_embedder).start()
+    try:
+        assert initialize(live, "docs.example.com") == 200
+        assert initialize(live, "docs.example.com:8443", origin="https://docs.example.com") == 200
+        assert initialize(live, f"localhost:{port}") == 200
+        assert initialize(live, "evil.example.com") == 421
+        assert initialize(live, "docs.example.com", origin="https://evil.example.com") == 403
+    finally:
+        live.stop()

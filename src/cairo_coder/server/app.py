@@ -10,11 +10,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import Receive, Scope, Send
 
 from cairo_coder import __version__
 from cairo_coder.agents import AgentFactory
-from cairo_coder.config import Settings, load_settings
+from cairo_coder.config import ServerSettings, Settings, load_settings
 from cairo_coder.embeddings import Embedder, create_embedder
 from cairo_coder.llm import LLMRouter
 from cairo_coder.programs.suggestions import SuggestionsProgram
@@ -69,6 +70,24 @@ async def close_services(services: Services) -> None:
         await services.store.close()
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def mcp_transport_security(server: ServerSettings) -> TransportSecuritySettings | None:
+    """DNS-rebinding protection of ``/mcp``: the MCP SDK's loopback default, widened by ``server.allowed_hosts``.
+
+    Behind a reverse proxy the Host header is the public name, which the SDK's loopback-only list rejects (421);
+    listing that name turns protection on (for any bind address) with it allowed. None = the SDK's default.
+    """
+    if not server.allowed_hosts:
+        return None
+    hosts = [pattern for host in (*LOOPBACK_HOSTS, *server.allowed_hosts)
+             for pattern in ((host,) if host.endswith(":*") else (host, f"{host}:*"))]
+    origins = [f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts,
+                                     allowed_origins=origins + list(server.cors_origins))
+
+
 class _MCPEndpoint:
     """Forwards ``/mcp`` to the MCP streamable-HTTP app that the lifespan created."""
 
@@ -95,7 +114,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             mcp_server = build_mcp_server(lambda: services)
             app.state.mcp_app = mcp_server.streamable_http_app(
                 streamable_http_path="/mcp", stateless_http=True, json_response=True, host=settings.server.host,
-                max_request_body_size=settings.server.max_body_bytes)
+                max_request_body_size=settings.server.max_body_bytes,
+                transport_security=mcp_transport_security(settings.server))
             async with mcp_server.session_manager.run():
                 app.state.services = services
                 yield

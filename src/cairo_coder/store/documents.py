@@ -313,16 +313,17 @@ class DocumentStore:
         mode: SearchMode,
     ) -> tuple[list[tuple[int, float]], list[float] | None]:
         """The ranked (document id, score) list, and the query vector if one was computed."""
+        pages: rank.Pages = {}
         if mode == "dense":
             assert vector_task is not None
-            query_vector, nearest = await self._dense(vector_task, limit, sources)
+            query_vector, nearest = await self._dense(vector_task, limit, sources, pages)
             return nearest, query_vector
         dense_task: asyncio.Future[tuple[list[float], list[tuple[int, float]]]] | None = None
         if mode == "hybrid" and vector_task is not None:
             # The dense ranking runs on a connection of its own while the lexical one ranks.
-            dense_task = asyncio.ensure_future(self._dense(vector_task, limit, sources))
+            dense_task = asyncio.ensure_future(self._dense(vector_task, limit, sources, pages))
         try:
-            symbol_hits, lexical_hits = await self._lexical(query, limit, sources)
+            symbol_hits, lexical_hits = await self._lexical(query, limit, sources, pages)
         except BaseException:
             if dense_task is not None:
                 dense_task.cancel()
@@ -336,10 +337,9 @@ class DocumentStore:
         if dense_task is None:
             ranked = lexical_hits
         else:
+            # The rankings brought each chunk's page along: no lookup round trip for the page support.
             fused = rank.reciprocal_rank_fusion([(lexical_hits, 1.0), (dense_hits, 1.0)], self.search_settings.rrf_k)
-            rows = await self.pool.fetch("SELECT id, source, path FROM documents WHERE id = ANY($1::bigint[])",
-                                         [doc_id for doc_id, _ in fused])
-            ranked = rank.page_support(fused, {r["id"]: (r["source"], r["path"]) for r in rows})
+            ranked = rank.page_support(fused, pages)
         if not symbol_hits:
             return ranked, vector
         # Exact symbol matches come first: they are what a lookup of that name asks for.
@@ -348,20 +348,20 @@ class DocumentStore:
         firsts = [(doc_id, top + SYMBOL_BONUS * hits) for doc_id, hits in symbol_hits]
         return firsts + [item for item in ranked if item[0] not in symbol_ids], vector
 
-    async def _lexical(self, query: str, limit: int, sources: list[str] | None
+    async def _lexical(self, query: str, limit: int, sources: list[str] | None, pages: rank.Pages
                        ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
         lexical_rank = rank.bm25 if self.search_settings.lexical_ranker == "bm25" else rank.full_text
         async with self.pool.acquire() as conn:
             symbol_hits: list[tuple[int, float]] = []
             if len(lexical.query_terms(query)) <= SYMBOL_QUERY_MAX_TERMS:
                 symbol_hits = await rank.symbols(conn, query, 5, sources)
-            return symbol_hits, await lexical_rank(conn, query, limit, sources)
+            return symbol_hits, await lexical_rank(conn, query, limit, sources, pages)
 
     async def _dense(self, vector_task: asyncio.Future[list[float]], limit: int,
-                     sources: list[str] | None) -> tuple[list[float], list[tuple[int, float]]]:
+                     sources: list[str] | None, pages: rank.Pages) -> tuple[list[float], list[tuple[int, float]]]:
         vector = await vector_task  # before taking a connection: none is held while the embedder works
         async with self.pool.acquire() as conn:
-            return vector, await rank.dense(conn, vector, limit, sources)
+            return vector, await rank.dense(conn, vector, limit, sources, pages)
 
     async def _fetch(
         self,

@@ -5,12 +5,13 @@ symbol lookup, and reciprocal-rank fusion of them. Each function returns (docume
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from cairo_coder import lexical
 from cairo_coder.store.database import HNSW_EF_SEARCH, Conn
 
 Id = TypeVar("Id", int, str)
+Pages = dict[int, tuple[str, str]]  # document id -> (source, path): the page a ranked chunk belongs to
 
 # BM25 parameters. Impacts are precomputed at write time with a fixed pivot length (the typical chunk length)
 # instead of the live average, so that adding documents never rewrites existing postings.
@@ -47,17 +48,16 @@ def tsvector_literal(terms_in_order: Sequence[str], title_terms: set[str]) -> st
 
 
 async def dense(
-    conn: Conn, vector: Sequence[float], limit: int, sources: list[str] | None
+    conn: Conn, vector: Sequence[float], limit: int, sources: list[str] | None, pages: Pages | None = None
 ) -> list[tuple[int, float]]:
     """Cosine similarity over the HNSW index, or an exact scan when a source filter leaves few rows (the HNSW
     post-filter would then return too few); falls back to exact when the index still comes up short."""
-    sql = """SELECT id, 1 - (embedding <=> $1) AS score FROM documents
+    sql = """SELECT id, source, path, 1 - (embedding <=> $1) AS score FROM documents
              WHERE embedding IS NOT NULL AND ($2::text[] IS NULL OR source = ANY($2))
              ORDER BY embedding <=> $1 LIMIT $3"""
     if sources is None and limit * 2 <= HNSW_EF_SEARCH:
         # The connection's own ef_search (set when it was opened) is wide enough: one round trip.
-        rows = await conn.fetch(sql, vector, sources, limit)
-        return [(r["id"], float(r["score"])) for r in rows]
+        return _hits(await conn.fetch(sql, vector, sources, limit), pages)
     async with conn.transaction():
         exact = False
         if sources is not None:
@@ -71,7 +71,22 @@ async def dense(
         if not exact and sources is not None and len(rows) < limit:
             await conn.execute("SET LOCAL enable_indexscan = off")
             rows = await conn.fetch(sql, vector, sources, limit)
+    return _hits(rows, pages)
+
+
+def _hits(rows: Sequence[Any], pages: Pages | None) -> list[tuple[int, float]]:
+    """(id, score) pairs of ranking rows; their pages go into ``pages`` when the caller wants them."""
+    if pages is not None:
+        pages.update((r["id"], (r["source"], r["path"])) for r in rows)
     return [(r["id"], float(r["score"])) for r in rows]
+
+
+# The query's indexed terms with their BM25 idf, most informative first (at most MAX_QUERY_TERMS).
+_WEIGHTED_TERMS = """
+    n AS (SELECT coalesce((SELECT df FROM lexical_terms WHERE term = ''), 0)::float8 AS n),
+    q AS (SELECT t.term, ln(1 + (n.n - t.df + 0.5) / (t.df + 0.5)) AS idf
+          FROM lexical_terms t, n WHERE t.term = ANY($1::text[]) AND t.term <> ''
+          ORDER BY idf DESC, t.term LIMIT $2)"""
 
 
 async def weighted_terms(conn: Conn, query: str) -> list[tuple[str, float]]:
@@ -79,44 +94,42 @@ async def weighted_terms(conn: Conn, query: str) -> list[tuple[str, float]]:
     terms = lexical.query_terms(query)
     if not terms:
         return []
-    rows = await conn.fetch(
-        """WITH n AS (SELECT coalesce((SELECT df FROM lexical_terms WHERE term = ''), 0)::float8 AS n)
-           SELECT t.term, ln(1 + (n.n - t.df + 0.5) / (t.df + 0.5)) AS idf
-           FROM lexical_terms t, n WHERE t.term = ANY($1::text[]) AND t.term <> ''
-           ORDER BY idf DESC LIMIT $2""",
-        terms,
-        MAX_QUERY_TERMS,
-    )
+    rows = await conn.fetch(f"WITH {_WEIGHTED_TERMS} SELECT term, idf FROM q ORDER BY idf DESC",
+                            terms, MAX_QUERY_TERMS)
     return [(r["term"], float(r["idf"])) for r in rows]
 
 
 async def bm25(
-    conn: Conn, query: str, limit: int, sources: list[str] | None
+    conn: Conn, query: str, limit: int, sources: list[str] | None, pages: Pages | None = None
 ) -> list[tuple[int, float]]:
-    weighted = await weighted_terms(conn, query)
-    if not weighted:
+    """BM25 over the inverted index, in one statement: term weights, postings, sums, and the rows' pages."""
+    terms = lexical.query_terms(query)
+    if not terms:
         return []
     # Two statements rather than one with "$3 IS NULL OR ...", so that each gets the plan of its index.
     source_filter = "AND lp.source = ANY($3::text[])" if sources is not None else "AND $3::text[] IS NULL"
     rows = await conn.fetch(
-        f"""SELECT p.doc_id AS id, sum(q.idf * p.impact) AS score
-            FROM unnest($1::text[], $2::float8[]) AS q(term, idf)
-            CROSS JOIN LATERAL (
-                SELECT doc_id, impact FROM lexical_postings lp
-                WHERE lp.term = q.term {source_filter}
-                ORDER BY impact DESC LIMIT $5) p
-            GROUP BY p.doc_id ORDER BY score DESC, p.doc_id LIMIT $4""",
-        [t for t, _ in weighted],
-        [w for _, w in weighted],
+        f"""WITH {_WEIGHTED_TERMS},
+            ranked AS (
+                SELECT p.doc_id AS id, sum(q.idf * p.impact) AS score
+                FROM q CROSS JOIN LATERAL (
+                    SELECT doc_id, impact FROM lexical_postings lp
+                    WHERE lp.term = q.term {source_filter}
+                    ORDER BY impact DESC LIMIT $5) p
+                GROUP BY p.doc_id ORDER BY score DESC, p.doc_id LIMIT $4)
+            SELECT r.id, r.score, d.source, d.path FROM ranked r JOIN documents d ON d.id = r.id
+            ORDER BY r.score DESC, r.id""",
+        terms,
+        MAX_QUERY_TERMS,
         sources,
         limit,
         POSTINGS_PER_TERM,
     )
-    return [(r["id"], float(r["score"])) for r in rows]
+    return _hits(rows, pages)
 
 
 async def full_text(
-    conn: Conn, query: str, limit: int, sources: list[str] | None
+    conn: Conn, query: str, limit: int, sources: list[str] | None, pages: Pages | None = None
 ) -> list[tuple[int, float]]:
     """PostgreSQL full-text ranking (ts_rank_cd over the GIN-indexed tsvector), OR of the informative terms."""
     weighted = await weighted_terms(conn, query)
@@ -124,7 +137,7 @@ async def full_text(
         return []
     tsquery = " | ".join("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t, _ in weighted)
     rows = await conn.fetch(
-        """SELECT id, ts_rank_cd(lexemes, q, 1) AS score
+        """SELECT id, source, path, ts_rank_cd(lexemes, q, 1) AS score
            FROM documents, CAST($1 AS tsquery) AS q
            WHERE lexemes @@ q AND ($2::text[] IS NULL OR source = ANY($2))
            ORDER BY score DESC, id LIMIT $3""",
@@ -132,7 +145,7 @@ async def full_text(
         sources,
         limit,
     )
-    return [(r["id"], float(r["score"])) for r in rows]
+    return _hits(rows, pages)
 
 
 async def symbols(
