@@ -81,7 +81,15 @@ def test_bad_messages_are_422(server: LiveServer) -> None:
     assert assert_envelope(post(server, last_assistant), 422, "last_message_not_user")["param"] == "messages.1.role"
     too_many = {"messages": [{"role": "user", "content": "q"}] * 6}
     assert_envelope(post(server, too_many), 422, "too_many_messages")
-    assert_envelope(post(server, ask("x" * 2001)), 422, "message_too_long")
+    long = assert_envelope(post(server, ask("x" * 2001)), 422, "message_too_long")
+    assert long["param"] == "messages.0.content" and "messages.0.content is 2001 characters" in long["message"]
+    history = [{"role": "user", "content": "short"}, {"role": "assistant", "content": "x" * 2001}]
+    for path, body, param in (
+        ("/agents/process", {"query": "q", "chat_history": history}, "chat_history.1.content"),
+        ("/agents/process", {"query": "x" * 2001}, "query"),
+        ("/v1/suggestions", {"chat_history": history}, "chat_history.1.content"),
+    ):
+        assert assert_envelope(post(server, body, path), 422, "message_too_long")["param"] == param, path
     assert_envelope(post(server, ask("   ")), 422, "empty_question")
 
 

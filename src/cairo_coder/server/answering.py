@@ -103,17 +103,18 @@ async def answer(services: Services, question: Question) -> Answer:
     return result
 
 
-def check_limits(services: Services, texts: list[str], param: str, item_param: str) -> None:
+def check_limits(services: Services, texts: list[tuple[str, str]], param: str) -> None:
     """422 when a request has more messages, or longer ones, than the server's limits allow.
 
-    ``item_param`` names the offending message, with ``{i}`` for its index (e.g. ``messages.{i}.content``).
+    ``texts``: each message as (its parameter path, e.g. ``messages.2.content``, its text), so that the error
+    names the offending one; ``param`` names the list as a whole.
     """
     limits = services.settings.server
     reject_if(len(texts) > limits.max_messages, 422, f"too many messages: {len(texts)} (limit "
               f"{limits.max_messages})", "too_many_messages", param)
-    for i, text in enumerate(texts):
-        reject_if(len(text) > limits.max_message_chars, 422, f"message {i} is {len(text)} characters long "
-                  f"(limit {limits.max_message_chars})", "message_too_long", item_param.format(i=i))
+    for name, text in texts:
+        reject_if(len(text) > limits.max_message_chars, 422, f"{name} is {len(text)} characters long "
+                  f"(limit {limits.max_message_chars})", "message_too_long", name)
 
 
 class ClientDisconnected(Exception):

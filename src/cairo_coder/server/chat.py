@@ -54,7 +54,7 @@ def mcp_flag(x_mcp_mode: str | None, mcp: str | None) -> bool:
 def build_question(services: Services, body: ChatCompletionRequest, agent_id: str, request: Request,
                    mcp_mode: bool) -> Question:
     messages = body.messages
-    check_limits(services, [m.text() for m in messages], "messages", "messages.{i}.content")
+    check_limits(services, [(f"messages.{i}.content", m.text()) for i, m in enumerate(messages)], "messages")
     last = messages[-1]
     reject_if(last.role != "user", 422, "the last message must be the user's question (role 'user')",
               "last_message_not_user", f"messages.{len(messages) - 1}.role")

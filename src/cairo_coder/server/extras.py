@@ -27,7 +27,8 @@ Svc = Annotated[Services, Depends(services_dependency)]
              summary="Follow-up questions for a conversation")
 async def suggestions(body: SuggestionsRequest, services: Svc) -> SuggestionsResponse:
     agent = services.factory.get_config(body.agent_id or services.factory.default_agent_id)
-    check_limits(services, [m.content for m in body.chat_history], "chat_history", "chat_history.{i}.content")
+    check_limits(services, [(f"chat_history.{i}.content", m.content) for i, m in enumerate(body.chat_history)],
+                 "chat_history")
     lm = services.router.lm("suggestions", agent)
     async with services.limiter.slot():
         try:

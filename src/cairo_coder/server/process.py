@@ -32,8 +32,8 @@ NDJSON_DOC: dict[int | str, dict[str, Any]] = {200: {
 def process_question(services: Services, body: ProcessRequest, headers: Any) -> Question:
     agent_id = body.agent_id or services.factory.default_agent_id
     check_agent(services, agent_id, body.mcp_mode)
-    check_limits(services, [body.query] + [m.content for m in body.chat_history], "chat_history",
-                 "chat_history.{i}")
+    check_limits(services, [("query", body.query)] + [(f"chat_history.{i}.content", m.content)
+                                                      for i, m in enumerate(body.chat_history)], "chat_history")
     if not body.query.strip():
         raise APIError(422, "the query is empty", code="empty_question", param="query")
     history = body.history()[-services.settings.pipeline.max_history:]

@@ -65,6 +65,7 @@ class DocumentStore:
         self._embedded = embedded
         # Whether the store has vectors to search (False while nothing has been indexed yet).
         self.dense_ready = False
+        self.source_sizes = rank.SourceSizes()
 
     @classmethod
     async def open(
@@ -122,6 +123,7 @@ class DocumentStore:
         async with self.pool.acquire() as conn:
             await schema.reset_embedder(conn)
         await self.pool.expire_connections()
+        self.source_sizes.invalidate()
         await self.bind_for_writing()
 
     # ------------------------------------------------------------------------------------------ pages / writes
@@ -179,6 +181,7 @@ class DocumentStore:
         return deleted
 
     async def _delete_page_chunks(self, conn: Conn, source: str, paths: list[str]) -> int:
+        self.source_sizes.invalidate()
         ids = [r["id"] for r in await conn.fetch(
             "SELECT id FROM documents WHERE source = $1 AND path = ANY($2::text[])", source, paths)]
         if not ids:
@@ -198,6 +201,7 @@ class DocumentStore:
     async def _insert_chunks(
         self, conn: Conn, source: str, path: str, chunks: list[ChunkRecord], commit: str | None
     ) -> None:
+        self.source_sizes.invalidate()
         if not chunks:
             return
         with_vectors = bool(self.embedder.dimensions)
@@ -360,8 +364,9 @@ class DocumentStore:
     async def _dense(self, vector_task: asyncio.Future[list[float]], limit: int,
                      sources: list[str] | None, pages: rank.Pages) -> tuple[list[float], list[tuple[int, float]]]:
         vector = await vector_task  # before taking a connection: none is held while the embedder works
+        exact = sources is not None and await self.source_sizes.rows(self.pool, sources) <= rank.EXACT_SCAN_MAX_ROWS
         async with self.pool.acquire() as conn:
-            return vector, await rank.dense(conn, vector, limit, sources, pages)
+            return vector, await rank.dense(conn, vector, limit, sources, pages, exact=exact)
 
     async def _fetch(
         self,

@@ -4,8 +4,11 @@ symbol lookup, and reciprocal-rank fusion of them. Each function returns (docume
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
+
+import asyncpg
 
 from cairo_coder import lexical
 from cairo_coder.store.database import HNSW_EF_SEARCH, Conn
@@ -47,31 +50,56 @@ def tsvector_literal(terms_in_order: Sequence[str], title_terms: set[str]) -> st
     return " ".join(parts)
 
 
+_DENSE = """SELECT id, source, path, 1 - (embedding <=> $1) AS score FROM documents
+            WHERE embedding IS NOT NULL AND ($2::text[] IS NULL OR source = ANY($2))
+            ORDER BY {order} LIMIT $3"""
+HNSW_SQL = _DENSE.format(order="embedding <=> $1")
+# "+ 0": an ordering the HNSW index cannot serve, so the planner reads the rows the filter leaves (through the
+# source index) and sorts them by exact distance. One statement, no "SET LOCAL enable_indexscan" transaction.
+EXACT_SQL = _DENSE.format(order="(embedding <=> $1) + 0")
+
+
 async def dense(
-    conn: Conn, vector: Sequence[float], limit: int, sources: list[str] | None, pages: Pages | None = None
+    conn: Conn, vector: Sequence[float], limit: int, sources: list[str] | None, pages: Pages | None = None,
+    *, exact: bool = False,
 ) -> list[tuple[int, float]]:
-    """Cosine similarity over the HNSW index, or an exact scan when a source filter leaves few rows (the HNSW
-    post-filter would then return too few); falls back to exact when the index still comes up short."""
-    sql = """SELECT id, source, path, 1 - (embedding <=> $1) AS score FROM documents
-             WHERE embedding IS NOT NULL AND ($2::text[] IS NULL OR source = ANY($2))
-             ORDER BY embedding <=> $1 LIMIT $3"""
-    if sources is None and limit * 2 <= HNSW_EF_SEARCH:
+    """Cosine similarity: exact when asked (a source filter that leaves few rows, where the HNSW post-filter
+    would return too few), else over the HNSW index, falling back to exact when the filter left it short."""
+    if exact:
+        return _hits(await conn.fetch(EXACT_SQL, vector, sources, limit), pages)
+    if limit * 2 <= HNSW_EF_SEARCH:
         # The connection's own ef_search (set when it was opened) is wide enough: one round trip.
-        return _hits(await conn.fetch(sql, vector, sources, limit), pages)
-    async with conn.transaction():
-        exact = False
-        if sources is not None:
-            rows_in_filter = await conn.fetchval("SELECT count(*) FROM documents WHERE source = ANY($1)", sources)
-            exact = rows_in_filter <= EXACT_SCAN_MAX_ROWS
-        if exact:
-            await conn.execute("SET LOCAL enable_indexscan = off")
-        else:
-            await conn.execute(f"SET LOCAL hnsw.ef_search = {max(64, min(1000, limit * 2))}")
-        rows = await conn.fetch(sql, vector, sources, limit)
-        if not exact and sources is not None and len(rows) < limit:
-            await conn.execute("SET LOCAL enable_indexscan = off")
-            rows = await conn.fetch(sql, vector, sources, limit)
+        rows = await conn.fetch(HNSW_SQL, vector, sources, limit)
+    else:
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL hnsw.ef_search = {min(1000, limit * 2)}")
+            rows = await conn.fetch(HNSW_SQL, vector, sources, limit)
+    if sources is not None and len(rows) < limit:
+        rows = await conn.fetch(EXACT_SQL, vector, sources, limit)
     return _hits(rows, pages)
+
+
+class SourceSizes:
+    """Rows with an embedding per source, for choosing exact or HNSW search without a count per query.
+
+    Cached for ``ttl`` seconds and dropped when this process writes. A stale figure can only pick the slower
+    plan, never change results: a short HNSW answer falls back to the exact scan.
+    """
+
+    def __init__(self, ttl: float = 60.0) -> None:
+        self.ttl = ttl
+        self._sizes: dict[str, int] | None = None
+        self._at = 0.0
+
+    def invalidate(self) -> None:
+        self._sizes = None
+
+    async def rows(self, pool: asyncpg.Pool, sources: Sequence[str]) -> int:
+        if self._sizes is None or time.monotonic() - self._at > self.ttl:
+            found = await pool.fetch(
+                "SELECT source, count(*) AS n FROM documents WHERE embedding IS NOT NULL GROUP BY source")
+            self._sizes, self._at = {r["source"]: int(r["n"]) for r in found}, time.monotonic()
+        return sum(self._sizes.get(source, 0) for source in sources)
 
 
 def _hits(rows: Sequence[Any], pages: Pages | None) -> list[tuple[int, float]]:
