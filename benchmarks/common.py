@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -18,6 +22,19 @@ CORPUS = Path(os.environ.get("CAIRO_CODER_CORPUS") or REPO.parent / "shared" / "
 # a model's metadata (prices, capabilities) on every call, and an unknown name costs a scan of their whole table.
 BENCH_MODEL = os.environ.get("CAIRO_CODER_BENCH_MODEL", "openai/gpt-4o-mini")
 DATASET = Path(os.environ.get("CAIRO_CODER_EVAL_DATASET") or REPO.parent / "shared" / "eval" / "retrieval_dev.jsonl")
+
+
+@contextmanager
+def fake_openai_server() -> Iterator[str]:
+    """tests/fake_openai.py in a process of its own (its work does not share our GIL); yields its /v1 URL."""
+    fake = subprocess.Popen([sys.executable, "-m", "tests.fake_openai"], cwd=REPO, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert fake.stdout is not None and fake.stdin is not None
+    try:
+        yield fake.stdout.readline().strip()
+    finally:
+        fake.stdin.close()  # the fake server exits when its stdin closes
+        fake.wait(timeout=10)
 
 
 def bench_settings(name: str, **env: str) -> Settings:

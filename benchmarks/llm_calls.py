@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -37,7 +36,7 @@ from cairo_coder.embeddings import RemoteEmbedder
 from cairo_coder.programs.adapter import ADAPTER
 from cairo_coder.programs.generation import GenerationProgram
 from cairo_coder.programs.query_processor import QueryProcessorProgram
-from common import REPO
+from common import fake_openai_server
 
 QUESTION = "How do I declare a storage mapping in a Starknet contract and read it from a view function?"
 CONTEXT = "[1] Contract Storage\nStorage variables are declared in a `#[storage]` struct ...\n" * 20
@@ -98,14 +97,8 @@ def main() -> None:
     parser.add_argument("--model", default="openai/gpt-4o-mini",
                         help="model string sent to the fake server (a known name: DSPy looks up its metadata)")
     args = parser.parse_args()
-    fake = subprocess.Popen([sys.executable, "-m", "tests.fake_openai"], cwd=REPO, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    assert fake.stdout is not None and fake.stdin is not None
-    try:
-        asyncio.run(bench(args, fake.stdout.readline().strip()))
-    finally:
-        fake.stdin.close()
-        fake.wait(timeout=10)
+    with fake_openai_server() as base_url:
+        asyncio.run(bench(args, base_url))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ from cairo_coder.embeddings import create_embedder
 from cairo_coder.ingest.loader import Ingester
 from cairo_coder.llm import LLMRouter
 from cairo_coder.store import DocumentStore
-from common import BENCH_MODEL, CORPUS, DATASET, REPO, bench_settings, describe
+from common import BENCH_MODEL, CORPUS, DATASET, bench_settings, describe, fake_openai_server
 
 
 class LMTimer(BaseCallback):
@@ -143,14 +142,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=140)
     parser.add_argument("--embeddings", choices=("remote", "none", "local"), default="remote")
     args = parser.parse_args()
-    server = subprocess.Popen([sys.executable, "-m", "tests.fake_openai"], cwd=REPO, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    assert server.stdout is not None and server.stdin is not None
-    try:
-        asyncio.run(bench(args, server.stdout.readline().strip()))
-    finally:
-        server.stdin.close()
-        server.wait(timeout=10)
+    with fake_openai_server() as base_url:
+        asyncio.run(bench(args, base_url))
 
 
 if __name__ == "__main__":

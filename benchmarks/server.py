@@ -31,7 +31,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import BENCH_MODEL, CORPUS, DATASET, REPO, describe
+from common import BENCH_MODEL, CORPUS, DATASET, REPO, describe, fake_openai_server
 
 
 def free_port() -> int:
@@ -144,10 +144,11 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=1000, help="requests per mode with 32 clients")
     parser.add_argument("--soak", type=int, default=10_000, help="total requests before the last RSS reading")
     args = parser.parse_args()
-    fake = subprocess.Popen([sys.executable, "-m", "tests.fake_openai"], cwd=REPO, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    assert fake.stdout is not None and fake.stdin is not None
-    fake_url = fake.stdout.readline().strip()
+    with fake_openai_server() as fake_url:
+        run_server(args, fake_url)
+
+
+def run_server(args: argparse.Namespace, fake_url: str) -> None:
     port = free_port()
     root = Path(os.environ.get("CAIRO_CODER_BENCH_DIR") or REPO / ".bench")
     env = {**os.environ, "CAIRO_CODER_MODEL": BENCH_MODEL, "OPENAI_BASE_URL": fake_url,
@@ -178,8 +179,6 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
-        fake.stdin.close()
-        fake.wait(timeout=10)
 
 
 if __name__ == "__main__":
