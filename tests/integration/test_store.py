@@ -110,6 +110,40 @@ async def test_source_filter_and_similarity_threshold(db_url: str, tmp_path: Pat
         await store.close()
 
 
+async def test_filtered_dense_search_is_exact_by_either_plan(db_url: str, tmp_path: Path,
+                                                            local_embedder: LocalEmbedder) -> None:
+    """A source filter is searched by an exact scan when it leaves few rows, else over HNSW with a fall back to
+    exact when the index comes up short; both give the exact answer. Source sizes follow the store's writes."""
+    store = await _ingested_store(db_url, tmp_path, local_embedder)
+    try:
+        vector = await local_embedder.embed_query("How do I declare dependencies?")
+        scarb = ["scarb_docs"]
+        sizes = await store.pool.fetchval("SELECT count(*) FROM documents WHERE source = 'scarb_docs'")
+        assert await store.source_sizes.rows(store.pool, scarb) == sizes > 0
+        async with store.pool.acquire() as conn:
+            truth = [(r["id"], float(r["d"])) for r in await conn.fetch(
+                """SELECT id, 1 - (embedding <=> $1) AS d FROM documents WHERE source = 'scarb_docs'
+                   ORDER BY embedding <=> $1, id""", vector)]
+            for exact in (True, False):
+                for limit in (2, sizes + 5):  # more than the filter leaves: the HNSW plan falls back to exact
+                    pages: rank.Pages = {}
+                    found = await rank.dense(conn, vector, limit, scarb, pages, exact=exact)
+                    assert [i for i, _ in found] == [i for i, _ in truth[:limit]], (exact, limit)
+                    assert found[0][1] == pytest.approx(truth[0][1])
+                    assert {source for source, _ in pages.values()} == {"scarb_docs"}
+        ingester = Ingester(make_settings(db_url), store)
+        await ingester.ingest_source(DocumentSource.SCARB_DOCS, write_mini_corpus(tmp_path / "again"))
+        corpus = write_mini_corpus(tmp_path / "fewer")
+        for page in (corpus / "scarb_docs").rglob("*.md"):
+            page.unlink()
+            break
+        await ingester.ingest_source(DocumentSource.SCARB_DOCS, corpus)
+        now = await store.pool.fetchval("SELECT count(*) FROM documents WHERE source = 'scarb_docs'")
+        assert now < sizes and await store.source_sizes.rows(store.pool, scarb) == now, "a write drops the cache"
+    finally:
+        await store.close()
+
+
 async def test_embedder_mismatch_is_a_clear_error_and_reindex_fixes_it(
     db_url: str, tmp_path: Path, local_embedder: LocalEmbedder
 ) -> None:
