@@ -19,6 +19,7 @@ from cairo_coder.store import (
     DatabaseUnavailableError,
     DocumentStore,
     EmbedderMismatchError,
+    SchemaVersionError,
 )
 from cairo_coder.store import search as rank
 from cairo_coder.store.database import with_retries
@@ -49,6 +50,13 @@ async def test_migrations_apply_once_and_record_version(db_url: str) -> None:
         assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == len(range(SCHEMA_VERSION))
         indexes = {r["indexname"] for r in await conn.fetch("SELECT indexname FROM pg_indexes")}
         assert {"documents_lexemes_idx", "documents_source_idx", "lexical_postings_term_idx"} <= indexes
+        # A migration that fails is reported as such, and rolled back whole.
+        last = SCHEMA_VERSION
+        await conn.execute("DELETE FROM schema_migrations WHERE version = $1", last)
+        await conn.execute("CREATE TABLE lexical_postings_term_order_idx (x int)")  # the name migration 3 needs
+        with pytest.raises(SchemaVersionError, match=f"schema migration {last} .* stays at schema version {last - 1}"):
+            await DocumentStore.open(settings.database, NoEmbedder(), settings.search)
+        assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == last - 1
     finally:
         await conn.close()
 

@@ -111,6 +111,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX query_insights_user_idx ON query_insights (user_hash, id DESC);
         """,
     ),
+    Migration(
+        3,
+        "BM25 postings in a total order",
+        # Postings of equal impact are read in doc_id order, so which ones a term's cap keeps (and the ranking)
+        # does not depend on the plan or the table's physical order. In the index, this order costs nothing.
+        """
+        CREATE INDEX lexical_postings_term_order_idx ON lexical_postings (term, impact DESC, doc_id)
+            INCLUDE (source);
+        DROP INDEX IF EXISTS lexical_postings_term_idx;
+        ALTER INDEX lexical_postings_term_order_idx RENAME TO lexical_postings_term_idx;
+        CREATE INDEX lexical_postings_term_source_order_idx ON lexical_postings (term, source, impact DESC, doc_id);
+        DROP INDEX IF EXISTS lexical_postings_term_source_idx;
+        ALTER INDEX lexical_postings_term_source_order_idx RENAME TO lexical_postings_term_source_idx;
+        """,
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
@@ -153,7 +168,12 @@ async def migrate(conn: Conn) -> int:
             )
         for migration in MIGRATIONS:
             if migration.version > current:
-                await conn.execute(migration.sql)
+                try:
+                    await conn.execute(migration.sql)
+                except asyncpg.PostgresError as exc:
+                    raise SchemaVersionError(
+                        f"schema migration {migration.version} ({migration.name}) failed: {exc}. Nothing was "
+                        f"changed: the database stays at schema version {current}") from exc
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
                     migration.version,

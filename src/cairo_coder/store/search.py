@@ -143,7 +143,7 @@ async def bm25(
                 FROM q CROSS JOIN LATERAL (
                     SELECT doc_id, impact FROM lexical_postings lp
                     WHERE lp.term = q.term {source_filter}
-                    ORDER BY impact DESC LIMIT $5) p
+                    ORDER BY impact DESC, doc_id LIMIT $5) p
                 GROUP BY p.doc_id ORDER BY score DESC, p.doc_id LIMIT $4)
             SELECT r.id, r.score, d.source, d.path FROM ranked r JOIN documents d ON d.id = r.id
             ORDER BY r.score DESC, r.id""",
