@@ -129,6 +129,13 @@ async def test_filtered_dense_search_is_exact_by_either_plan(db_url: str, tmp_pa
         sizes = await store.pool.fetchval("SELECT count(*) FROM documents WHERE source = 'scarb_docs'")
         assert await store.source_sizes.rows(store.pool, scarb) == sizes > 0
         async with store.pool.acquire() as conn:
+            # The exact statement's ordering cannot be served by the HNSW index: even unfiltered and with
+            # sequential scans discouraged (a tiny table is scanned anyway), its plan has no index to choose.
+            async with conn.transaction():
+                await conn.execute("SET LOCAL enable_seqscan = off")
+                plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + rank.EXACT_SQL, vector, None, 2))
+                hnsw = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + rank.HNSW_SQL, vector, None, 2))
+            assert "documents_embedding_idx" not in plan and "documents_embedding_idx" in hnsw, plan
             truth = [(r["id"], float(r["d"])) for r in await conn.fetch(
                 """SELECT id, 1 - (embedding <=> $1) AS d FROM documents WHERE source = 'scarb_docs'
                    ORDER BY embedding <=> $1, id""", vector)]

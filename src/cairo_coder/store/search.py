@@ -109,7 +109,7 @@ def _hits(rows: Sequence[Any], pages: Pages | None) -> list[tuple[int, float]]:
     return [(r["id"], float(r["score"])) for r in rows]
 
 
-# The query's indexed terms with their BM25 idf, most informative first (at most MAX_QUERY_TERMS).
+# CTE "q": the query's indexed terms ($1) with their BM25 idf, most informative first (at most $2 of them).
 _WEIGHTED_TERMS = """
     n AS (SELECT coalesce((SELECT df FROM lexical_terms WHERE term = ''), 0)::float8 AS n),
     q AS (SELECT t.term, ln(1 + (n.n - t.df + 0.5) / (t.df + 0.5)) AS idf
