@@ -305,6 +305,11 @@ async def test_all_search_queries_are_embedded_in_one_call_and_results_are_deter
         assert len(orders) == 1
         scores = [s.score for s in first.sources]
         assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0 for s in scores)
+        # Whichever query found a chunk, it is ranked by its similarity to the question itself.
+        to_question = {r.document.metadata.url: r.score
+                       for r in await store.search(QUESTION, k=500, mode="dense")}
+        assert [s.score for s in first.sources] == [pytest.approx(to_question[s.url], abs=1e-5)
+                                                    for s in first.sources]
     finally:
         await store.close()
 

@@ -114,6 +114,13 @@ async def test_source_filter_and_similarity_threshold(db_url: str, tmp_path: Pat
         strict = await store.search("storage mapping", k=20, min_similarity=0.4)
         assert 0 < len(strict) < len(loose)
         assert all(r.document.metadata.similarity >= 0.4 for r in strict)  # type: ignore[attr-defined]
+        # similarity_to: the similarity reported (and filtered on) is to that vector, not to the query.
+        other = await local_embedder.embed_query("append to an array")
+        to_other = {r.chunk_id: r.score for r in await store.search("append to an array", k=500, mode="dense")}
+        reported = await store.search("storage mapping", k=10, similarity_to=other)
+        assert reported
+        for r in reported:
+            assert r.document.metadata.similarity == pytest.approx(to_other[r.chunk_id], abs=1e-5)  # type: ignore[attr-defined]
     finally:
         await store.close()
 
@@ -236,9 +243,9 @@ async def test_symbol_lookup_ranks_a_unique_name_and_ignores_a_shared_one(db_url
             await store.write_page("corelib_docs", f"core::m{number}", f"p{number}", f"item {number}",
                                    f"https://example.org/{number}", [_symbol_chunk(number, symbols)], None)
         async with store.pool.acquire() as conn:
-            unique = await rank.symbols(conn, "what is unique_helper?", 5, None)
+            unique = await rank.symbols(conn, "what is unique_helper?", None)
             assert len(unique) == 1
-            assert await rank.symbols(conn, "what is shared_helper?", 5, None) == []
+            assert await rank.symbols(conn, "what is shared_helper?", None) == []
         top = await store.search("what is unique_helper?", k=1, mode="lexical")
         assert top[0].document.metadata.path == "core::m4"
     finally:

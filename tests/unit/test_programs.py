@@ -147,3 +147,32 @@ def test_templates_builtin_none_or_file(tmp_path: Path) -> None:
     assert resolve_template(str(tmp_path / "t.md"), "contract") == "my template"
     with pytest.raises(TemplateError, match="contract_template"):
         resolve_template(str(tmp_path / "missing.md"), "contract")
+
+
+def test_cached_adapter_formats_like_dspy_and_reformats_only_new_demos() -> None:
+    from cairo_coder.programs.adapter import CachedChatAdapter
+    from cairo_coder.programs.query_processor import CairoQuerySignature as QuerySignature
+
+    class Counting(CachedChatAdapter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.formatted = 0
+
+        def format_user_message_content(self, *args: object, **kwargs: object) -> str:
+            self.formatted += 1
+            return str(super().format_user_message_content(*args, **kwargs))  # type: ignore[arg-type]
+
+    adapter, plain = Counting(), dspy.ChatAdapter()
+    demos = list(CAIRO_DEMOS)
+    inputs = {"chat_history": "", "query": "How do I use a storage Map?"}
+    first = adapter.format(QuerySignature, demos, inputs)
+    assert first == plain.format(QuerySignature, demos, inputs)
+    calls = adapter.formatted
+    first[1]["content"] = "changed by a caller"  # what a caller does to its messages never reaches the cache
+    again = adapter.format(QuerySignature, list(demos), inputs)
+    assert again == plain.format(QuerySignature, demos, inputs)
+    assert adapter.formatted == calls + 1, "only the question was formatted: system message and demos cached"
+    other = [dspy.Example(**{**demos[0].toDict(), "query": "a different demo question"})]
+    assert adapter.format(QuerySignature, other, inputs) == plain.format(QuerySignature, other,
+                                                                                  inputs)
+    assert adapter.formatted == calls + 3, "new demo objects are formatted, then the question"

@@ -18,7 +18,7 @@ from cairo_coder.ingest.chunker import Chunk, chunk_page
 from cairo_coder.ingest.includes import IncludeError, IncludeResolver
 from cairo_coder.ingest.readers import BadPageError, ParsedPage, read_asciidoc, read_markdown, split_sections
 from cairo_coder.ingest.urls import corelib_url, page_url, with_anchor
-from cairo_coder.store.documents import ChunkRecord
+from cairo_coder.store.writes import ChunkRecord
 
 # Bump when parsing, chunking or lexical weighting changes: every page's hash changes and is re-indexed.
 INDEX_VERSION = "5"

@@ -1,9 +1,11 @@
-"""A ChatAdapter that formats each signature's system message once.
+"""A ChatAdapter that formats each signature's system message and few-shot demos once.
 
 DSPy rebuilds the system message (field descriptions, JSON schemas of typed fields such as ``list[str]``) on
 every call; for the query processor that was ~8 % of the server's CPU per request. A signature's system message
 only depends on the signature class (instructions are part of the class: ``with_instructions`` makes a new one),
-so it is cached per class, in a bounded LRU.
+so it is cached per class, in a bounded LRU. The few-shot demos are formatted on every call too (each value
+serialised to JSON); they are cached per signature and per demo objects. Demos are treated as values: an
+optimizer or a loaded program brings new ones, and a demo changed in place would keep its old formatting.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class CachedChatAdapter(dspy.ChatAdapter):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._system: OrderedDict[tuple[Any, str], str] = OrderedDict()
+        self._demos: OrderedDict[tuple[Any, ...], tuple[list[Any], list[dict[str, Any]]]] = OrderedDict()
         self._lock = threading.Lock()
 
     def format_system_message(self, signature: Any) -> str:
@@ -38,6 +41,23 @@ class CachedChatAdapter(dspy.ChatAdapter):
             while len(self._system) > MAX_CACHED_SIGNATURES:
                 self._system.popitem(last=False)
         return message
+
+    def format_demos(self, signature: Any, demos: list[Any]) -> list[dict[str, Any]]:
+        if not demos:
+            return []
+        key = (signature, str(signature.instructions), *map(id, demos))
+        with self._lock:
+            hit = self._demos.get(key)
+            if hit is not None and all(a is b for a, b in zip(hit[0], demos, strict=True)):
+                self._demos.move_to_end(key)
+                return [dict(message) for message in hit[1]]
+        messages: list[dict[str, Any]] = super().format_demos(signature, demos)
+        with self._lock:
+            # The demo objects are kept with their formatting: their ids cannot be reused while cached.
+            self._demos[key] = (list(demos), [dict(message) for message in messages])
+            while len(self._demos) > MAX_CACHED_SIGNATURES:
+                self._demos.popitem(last=False)
+        return messages
 
 
 ADAPTER = CachedChatAdapter()

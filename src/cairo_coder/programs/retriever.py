@@ -101,15 +101,16 @@ class DocumentRetrieverProgram(dspy.Module):
             vectors = list(await self.embedder.embed(queries))
         # Every source is the same as no filter, and the unfiltered plan is the cheaper one.
         source_ids = None if set(sources) == set(DocumentSource) else [s.value for s in sources]
+        # Every search reports its results' similarity to the question itself: that is what they are reranked by.
         rankings = await asyncio.gather(*(
             self.store.search(q, k=self.candidates_per_query, sources=source_ids, mode=config.mode,
-                              query_vector=v)
+                              query_vector=v, similarity_to=vectors[0])
             for q, v in zip(queries, vectors, strict=True)
         ))
         merged = _merge(rankings)
         if use_vectors and vectors[0] is not None:
-            sims = await self._similarities(vectors[0], rankings[0], list(merged))
-            ranked = sorted(((cid, sims.get(cid, -1.0)) for cid in merged), key=lambda item: (-item[1], item[0]))
+            ranked = sorted(((cid, _similarity(result)) for cid, result in merged.items()),
+                            key=lambda item: (-item[1], item[0]))
             ranked = [(cid, score) for cid, score in ranked if score >= config.similarity_threshold]
         else:
             ranked = rank.reciprocal_rank_fusion(
@@ -125,23 +126,18 @@ class DocumentRetrieverProgram(dspy.Module):
         return dspy.Prediction(documents=documents[: config.max_source_count], queries=queries,
                                sources=sources, judged_out=judged_out)
 
-    async def _similarities(self, query_vector: list[float], original: Sequence[SearchResult],
-                            chunk_ids: list[str]) -> dict[str, float]:
-        """Cosine similarity of each candidate to the question. The question's own search already computed it
-        for its results; only the chunks found by the other queries are looked up."""
-        known = {r.chunk_id: float(sim) for r in original
-                 if (sim := getattr(r.document.metadata, "similarity", None)) is not None}
-        missing = [cid for cid in chunk_ids if cid not in known]
-        if missing:
-            known.update(await self.store.similarities(query_vector, missing))
-        return known
-
     def forward(self, processed: ProcessedQuery, config: RagSearchConfig,
                 judge_threshold: float | None = None) -> dspy.Prediction:
         from dspy.utils.syncify import run_async
 
         result: dspy.Prediction = run_async(self.aforward(processed, config, judge_threshold))
         return result
+
+
+def _similarity(result: SearchResult) -> float:
+    """The result's cosine similarity to the question (-1 for a chunk without an embedding: ranked last)."""
+    similarity = getattr(result.document.metadata, "similarity", None)
+    return -1.0 if similarity is None else float(similarity)
 
 
 def _merge(rankings: Sequence[Sequence[SearchResult]]) -> dict[str, SearchResult]:

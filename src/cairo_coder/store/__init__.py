@@ -1,6 +1,6 @@
 """PostgreSQL + pgvector knowledge base: schema, connections, search and the DocumentStore."""
 
-from cairo_coder.store.documents import ChunkRecord, DocumentStore
+from cairo_coder.store.documents import DocumentStore
 from cairo_coder.store.errors import (
     DatabaseAuthError,
     DatabaseUnavailableError,
@@ -10,6 +10,7 @@ from cairo_coder.store.errors import (
     SchemaVersionError,
     StoreError,
 )
+from cairo_coder.store.writes import ChunkRecord
 
 __all__ = [
     "ChunkRecord",

@@ -4,44 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
-from cairo_coder import lexical
 from cairo_coder.config import DatabaseSettings, SearchSettings, mask_url
 from cairo_coder.embeddings import Embedder
-from cairo_coder.store import schema
+from cairo_coder.store import schema, writes
 from cairo_coder.store import search as rank
 from cairo_coder.store.database import Conn, connect_with_retries, create_pool, with_retries
 from cairo_coder.store.embedded import EmbeddedPostgres
+from cairo_coder.store.writes import ChunkRecord
 from cairo_coder.types import Document, DocumentMetadata, SearchMode, SearchResult
 
 SYMBOL_BONUS = 1.0
-# A symbol named in a short question ("what does felt252_div do?") is a lookup of that item; in a long one
-# (pasted code, error output) identifiers are context, and ranking them first would bury the real answer.
-SYMBOL_QUERY_MAX_TERMS = 12
-
-
-@dataclass
-class ChunkRecord:
-    """A chunk ready to be written: text, metadata, lexical terms and (optionally) its embedding."""
-
-    chunk_number: int
-    content: str
-    content_hash: str
-    title: str
-    section: list[str]
-    url: str
-    terms: Counter[str]
-    terms_in_order: list[str]
-    title_terms: set[str]
-    token_count: int
-    symbols: list[str] = field(default_factory=list)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    embedding: list[float] | None = None
 
 
 class DocumentStore:
@@ -159,8 +135,9 @@ class DocumentStore:
 
         async def run() -> None:
             async with self.pool.acquire() as conn, conn.transaction():
-                await self._delete_page_chunks(conn, source, [path])
-                await self._insert_chunks(conn, source, path, chunks, source_commit)
+                self.source_sizes.invalidate()
+                await writes.delete_page_chunks(conn, source, [path])
+                await writes.insert_chunks(conn, source, path, chunks, source_commit, bool(self.embedder.dimensions))
                 await conn.execute(
                     """INSERT INTO pages (source, path, page_hash, title, url, chunk_count, source_commit, indexed_at)
                        VALUES ($1, $2, $3, $4, $5, $6, $7, now())
@@ -176,87 +153,10 @@ class DocumentStore:
         if not paths:
             return 0
         async with self.pool.acquire() as conn, conn.transaction():
-            deleted = await self._delete_page_chunks(conn, source, paths)
+            self.source_sizes.invalidate()
+            deleted = await writes.delete_page_chunks(conn, source, paths)
             await conn.execute("DELETE FROM pages WHERE source = $1 AND path = ANY($2::text[])", source, paths)
         return deleted
-
-    async def _delete_page_chunks(self, conn: Conn, source: str, paths: list[str]) -> int:
-        self.source_sizes.invalidate()
-        ids = [r["id"] for r in await conn.fetch(
-            "SELECT id FROM documents WHERE source = $1 AND path = ANY($2::text[])", source, paths)]
-        if not ids:
-            return 0
-        # Document frequencies go down by one for every term of every removed chunk.
-        await conn.execute(
-            """WITH gone AS (SELECT term, count(*) AS n FROM lexical_postings WHERE doc_id = ANY($1::bigint[])
-                             GROUP BY term)
-               UPDATE lexical_terms t SET df = t.df - gone.n FROM gone WHERE t.term = gone.term""",
-            ids,
-        )
-        await conn.execute("UPDATE lexical_terms SET df = df - $1 WHERE term = ''", len(ids))
-        await conn.execute("DELETE FROM lexical_terms WHERE df <= 0 AND term <> ''")
-        await conn.execute("DELETE FROM documents WHERE id = ANY($1::bigint[])", ids)
-        return len(ids)
-
-    async def _insert_chunks(
-        self, conn: Conn, source: str, path: str, chunks: list[ChunkRecord], commit: str | None
-    ) -> None:
-        self.source_sizes.invalidate()
-        if not chunks:
-            return
-        with_vectors = bool(self.embedder.dimensions)
-        columns = ["chunk_id", "source", "path", "title", "section", "url", "chunk_number", "content",
-                   "content_hash", "lexemes", "token_count", "symbols", "metadata", "source_commit"]
-        casts = ["text", "text", "text", "text", "text[]", "text", "int", "text", "text", "tsvector", "int",
-                 "text[]", "jsonb", "text"]
-        values: list[list[Any]] = [
-            [f"{source}:{path}#{c.chunk_number}" for c in chunks],
-            [source] * len(chunks),
-            [path] * len(chunks),
-            [c.title for c in chunks],
-            [_pg_array(c.section) for c in chunks],
-            [c.url for c in chunks],
-            [c.chunk_number for c in chunks],
-            [c.content for c in chunks],
-            [c.content_hash for c in chunks],
-            [rank.tsvector_literal(c.terms_in_order, c.title_terms) for c in chunks],
-            [c.token_count for c in chunks],
-            [_pg_array(c.symbols) for c in chunks],
-            [json.dumps(c.metadata) for c in chunks],
-            [commit] * len(chunks),
-        ]
-        if with_vectors:
-            columns.append("embedding")
-            casts.append("vector")
-            values.append([_vector_literal(c.embedding) for c in chunks])
-        # Types without an array codec travel as text and are cast per row.
-        textual = ("text[]", "tsvector", "jsonb", "vector")
-        array_types = ["text[]" if t in textual else f"{t}[]" for t in casts]
-        selects = [f"u.c{i}::{t}" if t in textual else f"u.c{i}" for i, t in enumerate(casts)]
-        sql = (
-            f"INSERT INTO documents ({', '.join(columns)}) SELECT {', '.join(selects)} FROM unnest("
-            + ", ".join(f"${i + 1}::{t}" for i, t in enumerate(array_types))
-            + f") AS u({', '.join(f'c{i}' for i in range(len(columns)))}) RETURNING id, chunk_number"
-        )
-        rows = await conn.fetch(sql, *values)
-        id_of = {r["chunk_number"]: r["id"] for r in rows}
-        postings = []
-        df: Counter[str] = Counter()
-        for c in chunks:
-            doc_id = id_of[c.chunk_number]
-            for term, tf in c.terms.items():
-                postings.append((term, doc_id, source, rank.bm25_impact(tf, c.token_count)))
-                df[term] += 1
-        await conn.copy_records_to_table(
-            "lexical_postings", records=postings, columns=["term", "doc_id", "source", "impact"]
-        )
-        df[""] = len(chunks)  # the '' row counts documents (N of the idf)
-        await conn.execute(
-            """INSERT INTO lexical_terms (term, df) SELECT * FROM unnest($1::text[], $2::int[])
-               ON CONFLICT (term) DO UPDATE SET df = lexical_terms.df + EXCLUDED.df""",
-            list(df.keys()),
-            list(df.values()),
-        )
 
     # ------------------------------------------------------------------------------------------ search
 
@@ -268,11 +168,15 @@ class DocumentStore:
         mode: SearchMode = "hybrid",
         min_similarity: float | None = None,
         query_vector: list[float] | None = None,
+        similarity_to: list[float] | None = None,
     ) -> list[SearchResult]:
         """Top ``k`` chunks for ``query``. Scores: cosine similarity (dense), BM25 (lexical), RRF (hybrid).
 
-        ``min_similarity`` drops chunks whose cosine similarity to the query is below it (needs embeddings).
-        ``query_vector``: the query's embedding when the caller already has it (e.g. embedded in a batch).
+        Each result's ``metadata.similarity`` is its cosine similarity to the query, or to ``similarity_to``
+        when given (the retriever compares every search query's results with the user's question, and reading
+        it here saves a round trip). ``min_similarity`` drops chunks whose similarity is below it (needs
+        embeddings). ``query_vector``: the query's embedding when the caller already has it (e.g. embedded in
+        a batch).
         """
         query = query.replace("\x00", " ")  # PostgreSQL text cannot hold NUL
         if not query.strip():
@@ -300,7 +204,8 @@ class DocumentStore:
             # under load (every connection taken) nested acquires would deadlock the pool.
             scored, vector = await self._rank(query, vector_task, wanted, sources, mode)
             async with self.pool.acquire() as conn:
-                return await self._fetch(conn, scored, vector, k, min_similarity)
+                reported = similarity_to if similarity_to is not None and can_dense else vector
+                return await self._fetch(conn, scored, reported, k, min_similarity)
 
         try:
             return await with_retries(run, what="search")
@@ -354,12 +259,11 @@ class DocumentStore:
 
     async def _lexical(self, query: str, limit: int, sources: list[str] | None, pages: rank.Pages
                        ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+        """(symbol hits, lexical ranking): one statement for the default BM25 ranker."""
         lexical_rank = rank.bm25 if self.search_settings.lexical_ranker == "bm25" else rank.full_text
         async with self.pool.acquire() as conn:
-            symbol_hits: list[tuple[int, float]] = []
-            if len(lexical.query_terms(query)) <= SYMBOL_QUERY_MAX_TERMS:
-                symbol_hits = await rank.symbols(conn, query, 5, sources)
-            return symbol_hits, await lexical_rank(conn, query, limit, sources, pages)
+            ranked, symbol_hits = await lexical_rank(conn, query, limit, sources, pages)
+        return symbol_hits, ranked
 
     async def _dense(self, vector_task: asyncio.Future[list[float]], limit: int,
                      sources: list[str] | None, pages: rank.Pages) -> tuple[list[float], list[tuple[int, float]]]:
@@ -402,20 +306,6 @@ class DocumentStore:
                 break
         return results
 
-    async def similarities(self, query_vector: list[float], chunk_ids: list[str]) -> dict[str, float]:
-        """Cosine similarity of each chunk to ``query_vector`` (chunks without an embedding are left out)."""
-        if not chunk_ids or not self.dense_ready:
-            return {}
-
-        async def run() -> dict[str, float]:
-            rows = await self.pool.fetch(
-                """SELECT chunk_id, 1 - (embedding <=> $2) AS similarity FROM documents
-                   WHERE chunk_id = ANY($1::text[]) AND embedding IS NOT NULL""",
-                chunk_ids, query_vector)
-            return {r["chunk_id"]: float(r["similarity"]) for r in rows}
-
-        return await with_retries(run, what="similarity")
-
     # ------------------------------------------------------------------------------------------ status
 
     async def status(self) -> dict[str, Any]:
@@ -451,16 +341,6 @@ def _done(value: list[float]) -> asyncio.Future[list[float]]:
     future: asyncio.Future[list[float]] = asyncio.get_running_loop().create_future()
     future.set_result(value)
     return future
-
-
-def _vector_literal(vector: list[float] | None) -> str | None:
-    return None if vector is None else "[" + ",".join(f"{x:.7g}" for x in vector) + "]"
-
-
-def _pg_array(items: list[str]) -> str:
-    """A text[] literal, for passing arrays of arrays through unnest()."""
-    escaped = ['"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"' for s in items]
-    return "{" + ",".join(escaped) + "}"
 
 
 def _to_result(row: asyncpg.Record, score: float) -> SearchResult:

@@ -26,6 +26,8 @@ POSTINGS_PER_TERM = 2000
 # Below this many candidate rows an exact scan beats HNSW with a post-filter (which may also return too few).
 EXACT_SCAN_MAX_ROWS = 20_000
 AMBIGUOUS_SYMBOL_MATCHES = 8
+SYMBOL_HITS = 5  # symbol matches ranked first at most
+SYMBOL_QUERY_MAX_TERMS = 12
 
 
 def bm25_impact(tf: float, length: int) -> float:
@@ -127,13 +129,46 @@ async def weighted_terms(conn: Conn, query: str) -> list[tuple[str, float]]:
     return [(r["term"], float(r["idf"])) for r in rows]
 
 
+# CTE "sym": chunks that define one of the identifiers {names} (most names first), within the sources {sources}.
+_SYMBOLS = f"""sym AS (
+    SELECT id, source, path, cardinality(ARRAY(SELECT unnest(symbols) INTERSECT SELECT unnest({{names}}::text[])))
+           AS hits, chunk_number
+    FROM documents WHERE cardinality({{names}}::text[]) > 0 AND symbols && {{names}}::text[]
+      AND ({{sources}}::text[] IS NULL OR source = ANY({{sources}}::text[]))
+    ORDER BY hits DESC, chunk_number, id LIMIT {AMBIGUOUS_SYMBOL_MATCHES + 1})"""
+
+
+def symbol_names(query: str, terms: Sequence[str]) -> list[str]:
+    """The identifiers a query looks up: only in a short question ("what does felt252_div do?"). In a long one
+    (pasted code, error output) identifiers are context, and ranking them first would bury the real answer."""
+    return lexical.identifiers(query) if len(terms) <= SYMBOL_QUERY_MAX_TERMS else []
+
+
+def _symbol_hits(rows: Sequence[Any], limit: int = SYMBOL_HITS) -> list[tuple[int, float]]:
+    # A name that many chunks define is not a lookup of one item: rank nothing first rather than guess.
+    if len(rows) > AMBIGUOUS_SYMBOL_MATCHES:
+        return []
+    return [(r["id"], float(r["score"])) for r in rows[:limit]]
+
+
+async def symbols(conn: Conn, query: str, sources: list[str] | None) -> list[tuple[int, float]]:
+    """Documents that define an identifier named in the query (``ArrayTrait``, ``core::array::ArrayTrait``)."""
+    names = symbol_names(query, lexical.query_terms(query))
+    if not names:
+        return []
+    rows = await conn.fetch(f"WITH {_SYMBOLS.format(names='$1', sources='$2')} SELECT id, hits AS score FROM sym",
+                            names, sources)
+    return _symbol_hits(rows)
+
+
 async def bm25(
     conn: Conn, query: str, limit: int, sources: list[str] | None, pages: Pages | None = None
-) -> list[tuple[int, float]]:
-    """BM25 over the inverted index, in one statement: term weights, postings, sums, and the rows' pages."""
+) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """BM25 over the inverted index and the symbol lookup, in one statement: term weights, postings, sums, the
+    rows' pages, and the chunks that define an identifier the query names. Returns (ranking, symbol hits)."""
     terms = lexical.query_terms(query)
     if not terms:
-        return []
+        return [], []
     # Two statements rather than one with "$3 IS NULL OR ...", so that each gets the plan of its index.
     source_filter = "AND lp.source = ANY($3::text[])" if sources is not None else "AND $3::text[] IS NULL"
     rows = await conn.fetch(
@@ -144,25 +179,32 @@ async def bm25(
                     SELECT doc_id, impact FROM lexical_postings lp
                     WHERE lp.term = q.term {source_filter}
                     ORDER BY impact DESC, doc_id LIMIT $5) p
-                GROUP BY p.doc_id ORDER BY score DESC, p.doc_id LIMIT $4)
-            SELECT r.id, r.score, d.source, d.path FROM ranked r JOIN documents d ON d.id = r.id
-            ORDER BY r.score DESC, r.id""",
+                GROUP BY p.doc_id ORDER BY score DESC, p.doc_id LIMIT $4),
+            {_SYMBOLS.format(names="$6", sources="$3")}
+            SELECT false AS symbol, r.id, r.score, 0 AS tie, d.source, d.path
+            FROM ranked r JOIN documents d ON d.id = r.id
+            UNION ALL SELECT true, id, hits, chunk_number, source, path FROM sym
+            ORDER BY symbol, score DESC, tie, id""",
         terms,
         MAX_QUERY_TERMS,
         sources,
         limit,
         POSTINGS_PER_TERM,
+        symbol_names(query, terms),
     )
-    return _hits(rows, pages)
+    ranked = _hits([r for r in rows if not r["symbol"]], pages)
+    return ranked, _symbol_hits([r for r in rows if r["symbol"]])
 
 
 async def full_text(
     conn: Conn, query: str, limit: int, sources: list[str] | None, pages: Pages | None = None
-) -> list[tuple[int, float]]:
-    """PostgreSQL full-text ranking (ts_rank_cd over the GIN-indexed tsvector), OR of the informative terms."""
+) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """PostgreSQL full-text ranking (ts_rank_cd over the GIN-indexed tsvector), OR of the informative terms,
+    and the symbol lookup. Returns (ranking, symbol hits), as :func:`bm25` does."""
+    symbol_hits = await symbols(conn, query, sources)
     weighted = await weighted_terms(conn, query)
     if not weighted:
-        return []
+        return [], symbol_hits
     tsquery = " | ".join("'" + t.replace("\\", "\\\\").replace("'", "''") + "'" for t, _ in weighted)
     rows = await conn.fetch(
         """SELECT id, source, path, ts_rank_cd(lexemes, q, 1) AS score
@@ -173,28 +215,7 @@ async def full_text(
         sources,
         limit,
     )
-    return _hits(rows, pages)
-
-
-async def symbols(
-    conn: Conn, query: str, limit: int, sources: list[str] | None
-) -> list[tuple[int, float]]:
-    """Documents that define an identifier named in the query (``ArrayTrait``, ``core::array::ArrayTrait``)."""
-    names = lexical.identifiers(query)
-    if not names:
-        return []
-    rows = await conn.fetch(
-        """SELECT id, cardinality(ARRAY(SELECT unnest(symbols) INTERSECT SELECT unnest($1::text[]))) AS hits
-           FROM documents WHERE symbols && $1::text[] AND ($2::text[] IS NULL OR source = ANY($2))
-           ORDER BY hits DESC, chunk_number, id LIMIT $3""",
-        names,
-        sources,
-        AMBIGUOUS_SYMBOL_MATCHES + 1,
-    )
-    # A name that many chunks define is not a lookup of one item: rank nothing first rather than guess.
-    if len(rows) > AMBIGUOUS_SYMBOL_MATCHES:
-        return []
-    return [(r["id"], float(r["hits"])) for r in rows[:limit]]
+    return _hits(rows, pages), symbol_hits
 
 
 def reciprocal_rank_fusion(
@@ -220,11 +241,13 @@ def page_support(
     by_page: dict[tuple[str, str], list[float]] = {}
     for doc_id, score in scored:
         by_page.setdefault(page_of.get(doc_id, ("", str(doc_id))), []).append(score)
-    for scores in by_page.values():
-        scores.sort(reverse=True)
+    # Only a page's best top + 1 scores matter: a chunk's support is the best ``top`` of the others.
+    heads = {page: sorted(scores, reverse=True)[: top + 1] for page, scores in by_page.items()}
     out = []
     for doc_id, score in scored:
-        others = list(by_page[page_of.get(doc_id, ("", str(doc_id)))])
-        others.remove(score)
+        others = heads[page_of.get(doc_id, ("", str(doc_id)))]
+        if score >= others[-1]:
+            others = list(others)
+            others.remove(score)
         out.append((doc_id, score + decay * sum(others[:top])))
     return sorted(out, key=lambda item: (-item[1], item[0]))

@@ -1,0 +1,43 @@
+"""Rank fusion and page support: pure functions, checked against their definitions."""
+
+from __future__ import annotations
+
+import random
+
+from cairo_coder.store.search import page_support, reciprocal_rank_fusion
+
+
+def _page_support_by_definition(scored: list[tuple[int, float]], page_of: dict[int, tuple[str, str]],
+                                top: int, decay: float) -> list[tuple[int, float]]:
+    out = []
+    for doc_id, score in scored:
+        others = sorted((s for d, s in scored if page_of[d] == page_of[doc_id] and d != doc_id), reverse=True)
+        out.append((doc_id, score + decay * sum(others[:top])))
+    return sorted(out, key=lambda item: (-item[1], item[0]))
+
+
+def test_page_support_matches_its_definition_with_ties_and_single_chunk_pages() -> None:
+    rng = random.Random(7)
+    for _ in range(300):
+        n = rng.randint(1, 40)
+        # Few distinct scores, so that equal scores on one page (the case a naive removal gets wrong) are common.
+        scored = [(doc_id, rng.choice([0.1, 0.2, 0.25, 0.5, 1.0])) for doc_id in range(n)]
+        page_of = {doc_id: ("book", f"page-{rng.randint(0, n // 3)}") for doc_id in range(n)}
+        for top in (1, 2, 3):
+            assert page_support(scored, page_of, top=top, decay=0.3) == \
+                _page_support_by_definition(scored, page_of, top, 0.3)
+
+
+def test_page_support_lifts_a_page_that_several_chunks_come_from() -> None:
+    scored = [(1, 1.0), (2, 0.9), (3, 0.8), (4, 0.1)]
+    page_of = {1: ("s", "lucky"), 2: ("s", "solid"), 3: ("s", "solid"), 4: ("s", "solid")}
+    ranked = page_support(scored, page_of, top=2, decay=0.3)
+    assert [doc_id for doc_id, _ in ranked[:2]] == [2, 3]
+    assert ranked[0][1] == 0.9 + 0.3 * (0.8 + 0.1)
+
+
+def test_reciprocal_rank_fusion_sums_weighted_reciprocal_ranks_and_breaks_ties_by_id() -> None:
+    fused = reciprocal_rank_fusion([([(7, 9.0), (3, 5.0)], 1.0), ([(3, 0.9), (7, 0.8)], 1.0)], rrf_k=60)
+    assert fused == [(3, 1 / 61 + 1 / 62), (7, 1 / 61 + 1 / 62)]  # equal scores: the lower id first
+    weighted = reciprocal_rank_fusion([([(1, 0.0)], 2.0), ([(2, 0.0)], 1.0)], rrf_k=10)
+    assert weighted == [(1, 2 / 11), (2, 1 / 11)]
