@@ -92,6 +92,11 @@ class SearchSettings(_Section):
     rrf_k: int = Field(default=60, ge=1)
     candidates: int = Field(default=60, ge=1, le=1000)
     lexical_ranker: Literal["bm25", "fts"] = "bm25"
+    # Hybrid search ranks explanatory pages above API-reference pages (globs over page paths, per source): a
+    # reference page's score is multiplied by reference_weight (1.0: no preference). An item the query names
+    # (an exact symbol match) still comes first.
+    reference_weight: float = Field(default=0.8, gt=0.0, le=1.0)
+    reference_pages: dict[DocumentSource, list[str]] = Field(default_factory=dict)
 
 
 class IngestSettings(_Section):

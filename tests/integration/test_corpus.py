@@ -26,10 +26,7 @@ from tests.conftest import corpus_dir, database_url, eval_dataset, make_settings
 CORPUS_SOURCES = [DocumentSource(s) for s in ("cairo_book", "starknet_foundry", "scarb_docs", "cairo_by_example",
                                                "openzeppelin_docs", "corelib_docs", "dojo_docs", "starknet_js")]
 RECALL_AT_5_TARGET = 0.85
-# The issue's MRR@10 target is 0.65; reciprocal-rank fusion (the specified hybrid) measures 0.627 on the dev
-# set, so this test holds the line at a regression floor until a better ranking lands (see the issue notes).
 MRR_AT_10_TARGET = 0.65
-MRR_AT_10_FLOOR = 0.60
 
 
 @dataclass
@@ -101,9 +98,7 @@ async def test_retrieval_quality_meets_targets(corpus: Corpus) -> None:
     metrics = report.metrics()
     print("\nretrieval (hybrid):", metrics, "\nby origin:", report.by_origin(), "\nby source:", report.by_source())
     assert report.recall(5) >= RECALL_AT_5_TARGET, metrics
-    assert report.mrr() >= MRR_AT_10_FLOOR, metrics
-    if report.mrr() < MRR_AT_10_TARGET:
-        print(f"MRR@10 {report.mrr():.3f} is below the {MRR_AT_10_TARGET} target")
+    assert report.mrr() >= MRR_AT_10_TARGET, metrics
 
 
 @pytest.mark.parametrize(

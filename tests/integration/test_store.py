@@ -250,3 +250,25 @@ async def test_symbol_lookup_ranks_a_unique_name_and_ignores_a_shared_one(db_url
         assert top[0].document.metadata.path == "core::m4"
     finally:
         await store.close()
+
+
+async def test_hybrid_search_ranks_a_guide_above_the_equal_api_reference_page(db_url: str) -> None:
+    api, guide = "modules/ROOT/pages/api/erc20.adoc", "modules/ROOT/pages/erc20.adoc"
+    for weight, first in (("0.8", guide), ("1.0", api)):
+        settings = make_settings(db_url, CAIRO_CODER_SEARCH__REFERENCE_WEIGHT=weight)
+        store = await DocumentStore.open(settings.database, NoEmbedder(), settings.search, for_writing=True)
+        try:
+            await store.reset()
+            for path in (api, guide):  # same text; the reference page is written first (the lower id wins ties)
+                text = "An ERC20 token contract keeps balances and allowances."
+                terms = lexical.tokenize(text)
+                chunk = ChunkRecord(chunk_number=0, content=text, content_hash=path, title="ERC20", section=[],
+                                    url=f"https://example.org/{path}", terms=Counter(terms), terms_in_order=terms,
+                                    title_terms=set(), token_count=len(terms))
+                await store.write_page("openzeppelin_docs", path, path, "ERC20", chunk.url, [chunk], None)
+            hybrid = await store.search("ERC20 token balances", k=2)
+            assert [r.document.metadata.path for r in hybrid] == [first, api if first == guide else guide], weight
+            lexical_only = await store.search("ERC20 token balances", k=2, mode="lexical")
+            assert lexical_only[0].document.metadata.path == api, "the weight is a hybrid-ranking preference only"
+        finally:
+            await store.close()

@@ -147,3 +147,15 @@ def test_cli_config_show_masks_secrets(tmp_path: Path) -> None:
     assert "sk-abcdefghijkl" not in result.stdout
     result = _cli("config", "show", "--json", cwd=tmp_path)
     assert '"lexical_ranker": "bm25"' in result.stdout
+
+
+def test_reference_pages_merge_per_source_and_name_unknown_sources(tmp_path: Path) -> None:
+    config = tmp_path / "cairo-coder.toml"
+    config.write_text('[search.reference_pages]\nstarknet_js = ["api/*"]\n')
+    pages = load_settings(config, environ={}).search.reference_pages
+    assert pages[DocumentSource.STARKNET_JS] == ["api/*"]
+    assert pages[DocumentSource.CORELIB_DOCS] == ["*"], "the built-in entries are kept"
+    config.write_text('[search.reference_pages]\nnot_a_source = ["*"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(config, environ={})
+    assert "search.reference_pages.not_a_source" in str(info.value)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from cairo_coder.store.search import page_support, reciprocal_rank_fusion
+from cairo_coder.store.search import PageKinds, page_support, reciprocal_rank_fusion
 
 
 def _page_support_by_definition(scored: list[tuple[int, float]], page_of: dict[int, tuple[str, str]],
@@ -41,3 +41,22 @@ def test_reciprocal_rank_fusion_sums_weighted_reciprocal_ranks_and_breaks_ties_b
     assert fused == [(3, 1 / 61 + 1 / 62), (7, 1 / 61 + 1 / 62)]  # equal scores: the lower id first
     weighted = reciprocal_rank_fusion([([(1, 0.0)], 2.0), ([(2, 0.0)], 1.0)], rrf_k=10)
     assert weighted == [(1, 2 / 11), (2, 1 / 11)]
+
+
+def test_page_kinds_match_reference_globs_per_source() -> None:
+    kinds = PageKinds({"openzeppelin_docs": ["modules/ROOT/pages/api/*"], "corelib_docs": ["*"]}, 0.8)
+    assert kinds.is_reference(("openzeppelin_docs", "modules/ROOT/pages/api/erc20.adoc"))
+    assert not kinds.is_reference(("openzeppelin_docs", "modules/ROOT/pages/erc20.adoc"))
+    assert kinds.is_reference(("corelib_docs", "core::array::ArrayTrait"))
+    assert not kinds.is_reference(("cairo_book", "modules/ROOT/pages/api/erc20.adoc")), "globs are per source"
+
+
+def test_page_kinds_weigh_reference_pages_and_rerank() -> None:
+    page_of = {1: ("openzeppelin_docs", "modules/ROOT/pages/api/erc20.adoc"),
+               2: ("openzeppelin_docs", "modules/ROOT/pages/erc20.adoc"),
+               3: ("cairo_book", "ch01.md")}
+    scored = [(1, 1.0), (2, 0.9), (3, 0.5)]
+    assert PageKinds({"openzeppelin_docs": ["modules/ROOT/pages/api/*"]}, 0.8).weigh(scored, page_of) == \
+        [(2, 0.9), (1, 0.8), (3, 0.5)]
+    assert PageKinds({"openzeppelin_docs": ["modules/ROOT/pages/api/*"]}, 1.0).weigh(scored, page_of) == scored
+    assert PageKinds({}, 0.5).weigh(scored, page_of) == scored

@@ -42,6 +42,8 @@ class DocumentStore:
         # Whether the store has vectors to search (False while nothing has been indexed yet).
         self.dense_ready = False
         self.source_sizes = rank.SourceSizes()
+        reference = {source.value: globs for source, globs in search_settings.reference_pages.items()}
+        self.page_kinds = rank.PageKinds(reference, search_settings.reference_weight)
 
     @classmethod
     async def open(
@@ -243,12 +245,15 @@ class DocumentStore:
             vector, dense_hits = await dense_task
         elif vector_task is not None:
             vector = await vector_task
-        if dense_task is None:
-            ranked = lexical_hits
-        else:
-            # The rankings brought each chunk's page along: no lookup round trip for the page support.
-            fused = rank.reciprocal_rank_fusion([(lexical_hits, 1.0), (dense_hits, 1.0)], self.search_settings.rrf_k)
-            ranked = rank.page_support(fused, pages)
+        # Hybrid: reciprocal-rank fusion (the lexical ranking alone without an embedder), the reference-page
+        # weight, then page support. The rankings brought each chunk's page along: no lookup round trip.
+        ranked = lexical_hits
+        if dense_task is not None:
+            ranked = rank.reciprocal_rank_fusion([(lexical_hits, 1.0), (dense_hits, 1.0)], self.search_settings.rrf_k)
+        if mode == "hybrid":
+            ranked = self.page_kinds.weigh(ranked, pages)
+        if dense_task is not None:
+            ranked = rank.page_support(ranked, pages)
         if not symbol_hits:
             return ranked, vector
         # Exact symbol matches come first: they are what a lookup of that name asks for.

@@ -4,8 +4,9 @@ symbol lookup, and reciprocal-rank fusion of them. Each function returns (docume
 
 from __future__ import annotations
 
+import fnmatch
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 import asyncpg
@@ -227,6 +228,40 @@ def reciprocal_rank_fusion(
         for rank, (doc_id, _) in enumerate(ranking, start=1):
             fused[doc_id] = fused.get(doc_id, 0.0) + weight / (rrf_k + rank)
     return sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+
+
+class PageKinds:
+    """Which pages are API reference (per source, by fnmatch globs over page paths), and their hybrid weight.
+
+    A question is more often answered by a guide than by the reference entry of an API it uses; the reference
+    also repeats identifiers that lexical ranking rewards. Measured on the dev set (local embedder): MRR@10
+    0.626 -> 0.639 / 0.657 / 0.660 / 0.677 at weights 0.95 / 0.9 / 0.8 / 0.7, recall@5 unchanged at 0.886.
+    """
+
+    MAX_MEMO = 100_000
+
+    def __init__(self, patterns: Mapping[str, Sequence[str]], weight: float) -> None:
+        self.patterns = {source: list(globs) for source, globs in patterns.items()}
+        self.weight = weight
+        self._memo: dict[tuple[str, str], bool] = {}
+
+    def is_reference(self, page: tuple[str, str]) -> bool:
+        known = self._memo.get(page)
+        if known is None:
+            source, path = page
+            known = any(fnmatch.fnmatchcase(path, glob) for glob in self.patterns.get(source, ()))
+            if len(self._memo) >= self.MAX_MEMO:
+                self._memo.clear()
+            self._memo[page] = known
+        return known
+
+    def weigh(self, scored: Sequence[tuple[int, float]], page_of: Pages) -> list[tuple[int, float]]:
+        """Scores with reference pages' multiplied by the weight, best first (ties by id)."""
+        if self.weight == 1.0 or not self.patterns:
+            return list(scored)
+        weighed = [(doc_id, score * self.weight if doc_id in page_of and self.is_reference(page_of[doc_id])
+                    else score) for doc_id, score in scored]
+        return sorted(weighed, key=lambda item: (-item[1], item[0]))
 
 
 def page_support(
