@@ -1,5 +1,6 @@
-"""Ranking queries: dense (pgvector cosine), lexical (BM25 over our inverted index, or PostgreSQL full-text),
-symbol lookup, and reciprocal-rank fusion of them. Each function returns (document id, score) pairs, best first.
+"""Ranking queries: dense (pgvector cosine), lexical (BM25 over our inverted index, or PostgreSQL full-text,
+each with the symbol lookup), reciprocal-rank fusion, the reference-page weight and page support. Rankings are
+lists of (document id, score) pairs, best first.
 """
 
 from __future__ import annotations
@@ -145,11 +146,11 @@ def symbol_names(query: str, terms: Sequence[str]) -> list[str]:
     return lexical.identifiers(query) if len(terms) <= SYMBOL_QUERY_MAX_TERMS else []
 
 
-def _symbol_hits(rows: Sequence[Any], limit: int = SYMBOL_HITS) -> list[tuple[int, float]]:
+def _symbol_hits(rows: Sequence[Any]) -> list[tuple[int, float]]:
     # A name that many chunks define is not a lookup of one item: rank nothing first rather than guess.
     if len(rows) > AMBIGUOUS_SYMBOL_MATCHES:
         return []
-    return [(r["id"], float(r["score"])) for r in rows[:limit]]
+    return [(r["id"], float(r["score"])) for r in rows[:SYMBOL_HITS]]
 
 
 async def symbols(conn: Conn, query: str, sources: list[str] | None) -> list[tuple[int, float]]:
