@@ -100,7 +100,10 @@ async def grow(store: DocumentStore, target: int) -> None:
                        SELECT s.new_id, d.chunk_id || '#synthetic-' || s.new_id, d.source,
                               d.path || '#synthetic-' || $1, d.title, d.section, d.url, d.chunk_number, d.content,
                               md5(d.content || s.new_id), d.lexemes, d.token_count, '{}', d.metadata,
-                              (SELECT array_agg(x + (random() - 0.5) * 0.04) FROM unnest(d.embedding::real[]) x)
+                              (SELECT array_agg(y / norm ORDER BY i) FROM (  -- unit length, as embedders return
+                                   SELECT i, y, sqrt(sum(y * y) OVER ()) AS norm FROM (
+                                     SELECT i, x + (random() - 0.5) * 0.04 AS y
+                                     FROM unnest(d.embedding::real[]) WITH ORDINALITY AS u(x, i)) noisy) unit)
                                   ::vector
                        FROM synth s JOIN documents d ON d.id = s.old_id""", str(copy))
                 await conn.execute(

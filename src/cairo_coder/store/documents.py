@@ -178,7 +178,7 @@ class DocumentStore:
         when given (the retriever compares every search query's results with the user's question, and reading
         it here saves a round trip). ``min_similarity`` drops chunks whose similarity is below it (needs
         embeddings). ``query_vector``: the query's embedding when the caller already has it (e.g. embedded in
-        a batch).
+        a batch); unit length, as every Embedder returns it.
         """
         query = query.replace("\x00", " ")  # PostgreSQL text cannot hold NUL
         if not query.strip():
