@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -20,6 +21,7 @@ from cairo_coder.store import (
     DocumentStore,
     EmbedderMismatchError,
     SchemaVersionError,
+    writes,
 )
 from cairo_coder.store import search as rank
 from cairo_coder.store.database import with_retries
@@ -126,7 +128,8 @@ async def test_source_filter_and_similarity_threshold(db_url: str, tmp_path: Pat
 
 
 async def test_filtered_dense_search_is_exact_by_either_plan(db_url: str, tmp_path: Path,
-                                                            local_embedder: LocalEmbedder) -> None:
+                                                            local_embedder: LocalEmbedder,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """A source filter is searched by an exact scan when it leaves few rows, else over HNSW with a fall back to
     exact when the index comes up short; both give the exact answer. Source sizes follow the store's writes."""
     store = await _ingested_store(db_url, tmp_path, local_embedder)
@@ -162,6 +165,21 @@ async def test_filtered_dense_search_is_exact_by_either_plan(db_url: str, tmp_pa
         await ingester.ingest_source(DocumentSource.SCARB_DOCS, corpus)
         now = await store.pool.fetchval("SELECT count(*) FROM documents WHERE source = 'scarb_docs'")
         assert now < sizes and await store.source_sizes.rows(store.pool, scarb) == now, "a write drops the cache"
+        # A search while a write's transaction is open caches the old counts; the commit must drop them again.
+        real_insert = writes.insert_chunks
+
+        async def insert_while_searching(*args: Any, **kwargs: Any) -> None:
+            await real_insert(*args, **kwargs)
+            assert await store.source_sizes.rows(store.pool, scarb) == now  # not committed yet
+
+        monkeypatch.setattr(writes, "insert_chunks", insert_while_searching)
+        text = "One more Scarb page."
+        terms = lexical.tokenize(text)
+        await store.write_page("scarb_docs", "extra.md", "h-extra", "Extra", "https://example.org/extra", [
+            ChunkRecord(chunk_number=0, content=text, content_hash="h-extra", title="Extra", section=[],
+                        url="https://example.org/extra", terms=Counter(terms), terms_in_order=terms,
+                        title_terms=set(), token_count=len(terms), embedding=vector)], None)
+        assert await store.source_sizes.rows(store.pool, scarb) == now + 1
     finally:
         await store.close()
 

@@ -137,7 +137,6 @@ class DocumentStore:
 
         async def run() -> None:
             async with self.pool.acquire() as conn, conn.transaction():
-                self.source_sizes.invalidate()
                 await writes.delete_page_chunks(conn, source, [path])
                 await writes.insert_chunks(conn, source, path, chunks, source_commit, bool(self.embedder.dimensions))
                 await conn.execute(
@@ -148,6 +147,8 @@ class DocumentStore:
                          source_commit = EXCLUDED.source_commit, indexed_at = now()""",
                     source, path, page_hash, title, url, len(chunks), source_commit,
                 )
+            # After the commit: a search during the transaction would re-cache the counts it is changing.
+            self.source_sizes.invalidate()
 
         await with_retries(run, what=f"write of {source}/{path}")
 
@@ -155,9 +156,9 @@ class DocumentStore:
         if not paths:
             return 0
         async with self.pool.acquire() as conn, conn.transaction():
-            self.source_sizes.invalidate()
             deleted = await writes.delete_page_chunks(conn, source, paths)
             await conn.execute("DELETE FROM pages WHERE source = $1 AND path = ANY($2::text[])", source, paths)
+        self.source_sizes.invalidate()  # after the commit, as in write_page
         return deleted
 
     # ------------------------------------------------------------------------------------------ search
