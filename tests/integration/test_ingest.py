@@ -34,6 +34,19 @@ async def row_writes(url: str) -> int:
         await conn.close()
 
 
+async def vacuums(url: str) -> tuple[int, bool]:
+    """Manual VACUUMs of the postings table so far, and whether all its pages are marked all-visible."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+        count = await conn.fetchval("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'lexical_postings'")
+        visible = await conn.fetchval(
+            "SELECT relallvisible = relpages AND relpages > 0 FROM pg_class WHERE relname = 'lexical_postings'")
+        return int(count), bool(visible)
+    finally:
+        await conn.close()
+
+
 class CountingEmbedder(LocalEmbedder):
     """The real local embedder, failing on demand after a number of calls (to interrupt a run)."""
 
@@ -68,12 +81,16 @@ async def test_ingest_resolves_includes_skips_bad_pages_and_is_idempotent(
         await conn.close()
         assert any("counter: u128," in c for c in contents)
         assert not any("{{#" in c or "ANCHOR" in c for c in contents)
+        # A source that changed is vacuumed: index-only scans of its postings need not visit the table.
+        vacuumed, all_visible = await vacuums(db_url)
+        assert vacuumed >= 1 and all_visible
 
         calls, writes = embedder.calls, await row_writes(db_url)
         again = await ingester.ingest_source(BOOK, corpus)
         assert (again.unchanged, again.new, again.updated, again.deleted) == (3, 0, 0, 0)
         assert embedder.calls == calls, "a re-run with nothing changed must not embed"
         assert await row_writes(db_url) == writes, "a re-run with nothing changed must not write rows"
+        assert (await vacuums(db_url))[0] == vacuumed, "nor vacuum"
 
         # Change one page, delete another: only those are touched.
         page = corpus / "cairo_book" / "ch01-storage.md"
@@ -83,6 +100,7 @@ async def test_ingest_resolves_includes_skips_bad_pages_and_is_idempotent(
         changed = await ingester.ingest_source(BOOK, corpus)
         assert (changed.updated, changed.deleted, changed.unchanged, changed.new) == (1, 1, 1, 0)
         assert embedder.texts_embedded - texts == 1, "only the changed chunk of the changed page is embedded"
+        assert (await vacuums(db_url))[0] == vacuumed + 1
         hits = await store.search("nested structs storage nodes", k=3)
         assert "Nested structs in storage are storage nodes." in hits[0].document.content
         assert not [h for h in await store.search("append to an array", k=10) if h.document.metadata.path

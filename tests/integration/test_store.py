@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections import Counter
 from pathlib import Path
@@ -149,13 +150,14 @@ async def test_filtered_dense_search_is_exact_by_either_plan(db_url: str, tmp_pa
             truth = [(r["id"], float(r["d"])) for r in await conn.fetch(
                 """SELECT id, 1 - (embedding <=> $1) AS d FROM documents WHERE source = 'scarb_docs'
                    ORDER BY embedding <=> $1, id""", vector)]
-            for exact in (True, False):
-                for limit in (2, sizes + 5):  # more than the filter leaves: the HNSW plan falls back to exact
-                    pages: rank.Pages = {}
-                    found = await rank.dense(conn, vector, limit, scarb, pages, exact=exact)
-                    assert [i for i, _ in found] == [i for i, _ in truth[:limit]], (exact, limit)
-                    assert found[0][1] == pytest.approx(truth[0][1])
-                    assert {source for source, _ in pages.values()} == {"scarb_docs"}
+            for limit in (2, sizes + 5):  # more than the filter leaves: the HNSW plan falls back to exact
+                pages: rank.Pages = {}
+                found = await rank.dense(conn, vector, limit, scarb, pages)
+                exact = rank.hits(await store.exact_scans.scan(vector, limit, scarb), None)
+                for ranked in (found, exact):
+                    assert [i for i, _ in ranked] == [i for i, _ in truth[:limit]], limit
+                    assert ranked[0][1] == pytest.approx(truth[0][1])
+                assert {source for source, _ in pages.values()} == {"scarb_docs"}
         ingester = Ingester(make_settings(db_url), store)
         await ingester.ingest_source(DocumentSource.SCARB_DOCS, write_mini_corpus(tmp_path / "again"))
         corpus = write_mini_corpus(tmp_path / "fewer")
@@ -180,6 +182,59 @@ async def test_filtered_dense_search_is_exact_by_either_plan(db_url: str, tmp_pa
                         url="https://example.org/extra", terms=Counter(terms), terms_in_order=terms,
                         title_terms=set(), token_count=len(terms), embedding=vector)], None)
         assert await store.source_sizes.rows(store.pool, scarb) == now + 1
+    finally:
+        await store.close()
+
+
+async def test_exact_scans_started_together_run_as_one_statement(
+    db_url: str, tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
+    """Concurrent exact scans over the same sources share one statement, and each gets exactly what a scan of
+    its own returns (its own limit); other sources go in their own statement; an error reaches every scan of
+    the batch and the next batch works; a scan cancelled while waiting does not disturb the others."""
+    store = await _ingested_store(db_url, tmp_path, local_embedder)
+    try:
+        questions = ["How do I declare dependencies?", "storage variables", "append to an array",
+                     "build a package", "What is a felt?"]
+        vectors = await local_embedder.embed(questions)
+        both, scarb = ["cairo_book", "scarb_docs"], ["scarb_docs"]
+
+        async def alone(vector: list[float], limit: int, sources: list[str]) -> list[tuple[int, float]]:
+            async with store.pool.acquire() as conn:
+                return rank.hits(await conn.fetch(rank.EXACT_SQL, vector, sources, limit), None)
+
+        wanted = [(v, 3 + i, both if i % 2 == 0 else scarb) for i, v in enumerate(vectors)]
+        expected = [await alone(*w) for w in wanted]
+        scans = store.exact_scans
+        before = scans.statements
+        got = await asyncio.gather(*(scans.scan(*w) for w in wanted))
+        assert scans.statements - before == 2, "one statement per source filter"
+        for (_, limit, sources), rows, truth in zip(wanted, got, expected, strict=True):
+            ranked = rank.hits(rows, None)
+            assert len(ranked) == len(truth) == min(limit, await store.source_sizes.rows(store.pool, sources))
+            assert [i for i, _ in ranked] == [i for i, _ in truth]
+            assert [s for _, s in ranked] == pytest.approx([s for _, s in truth])
+
+        # An error (here: a vector of the wrong dimension in the batch) reaches every scan that shared it.
+        broken = [scans.scan(vectors[0], 3, both), scans.scan([1.0, 0.0], 3, both)]
+        outcomes = await asyncio.gather(*broken, return_exceptions=True)
+        assert all(isinstance(o, asyncpg.PostgresError) for o in outcomes), outcomes
+        # A scan cancelled while it waits: the rest of its batch is answered, and the next batch works.
+        first = asyncio.ensure_future(scans.scan(vectors[0], 3, both))
+        second = asyncio.ensure_future(scans.scan(vectors[1], 3, both))
+        await asyncio.sleep(0)
+        first.cancel()
+        assert rank.hits(await second, None) == [
+            (i, pytest.approx(s)) for i, s in await alone(vectors[1], 3, both)]
+        assert first.cancelled()
+        assert rank.hits(await scans.scan(vectors[2], 4, both), None) == [
+            (i, pytest.approx(s)) for i, s in await alone(vectors[2], 4, both)]
+        assert not scans._pending and not scans._running
+        # Through search(): the retriever's concurrent hybrid searches over a filter share one dense scan.
+        before = scans.statements
+        await asyncio.gather(*(store.search(q, k=3, sources=both, query_vector=v)
+                               for q, v in zip(questions, vectors, strict=True)))
+        assert scans.statements - before == 1
     finally:
         await store.close()
 

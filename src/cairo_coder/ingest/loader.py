@@ -175,6 +175,8 @@ class Ingester:
         if gone:
             await self.store.delete_pages(source.id, gone)
             report.deleted = len(gone)
+        if report.new or report.updated or report.deleted:
+            await self.store.vacuum()  # fresh visibility map and statistics for the searches that follow
         report.seconds = time.perf_counter() - started
         return report
 

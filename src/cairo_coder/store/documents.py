@@ -14,6 +14,7 @@ from cairo_coder.store import schema, writes
 from cairo_coder.store import search as rank
 from cairo_coder.store.database import Conn, connect_with_retries, create_pool, with_retries
 from cairo_coder.store.embedded import EmbeddedPostgres
+from cairo_coder.store.scans import ExactScans
 from cairo_coder.store.writes import ChunkRecord
 from cairo_coder.types import Document, DocumentMetadata, SearchMode, SearchResult
 
@@ -42,6 +43,7 @@ class DocumentStore:
         # Whether the store has vectors to search (False while nothing has been indexed yet).
         self.dense_ready = False
         self.source_sizes = rank.SourceSizes()
+        self.exact_scans = ExactScans(pool)
         reference = {source.value: globs for source, globs in search_settings.reference_pages.items()}
         self.page_kinds = rank.PageKinds(reference, search_settings.reference_weight)
 
@@ -161,6 +163,17 @@ class DocumentStore:
         self.source_sizes.invalidate()  # after the commit, as in write_page
         return deleted
 
+    async def vacuum(self) -> None:
+        """VACUUM (ANALYZE) the tables a search reads; the ingester calls it after a source changed.
+
+        Why: the BM25 postings are read by index-only scans, which skip the table only for pages the visibility
+        map marks all-visible, and the planner needs statistics that cover the new rows. Autovacuum gets there
+        eventually, but not at once, and an embedded server stopped uncleanly forgets what it had counted.
+        Measured on the shared corpus: the BM25 statement's p50 went from 4.2 to 2.8 ms. Takes ~0.4 s there.
+        """
+        for table in writes.SEARCHED_TABLES:
+            await self.pool.execute(f"VACUUM (ANALYZE) {table}")
+
     # ------------------------------------------------------------------------------------------ search
 
     async def search(
@@ -275,8 +288,11 @@ class DocumentStore:
                      sources: list[str] | None, pages: rank.Pages) -> tuple[list[float], list[tuple[int, float]]]:
         vector = await vector_task  # before taking a connection: none is held while the embedder works
         exact = sources is not None and await self.source_sizes.rows(self.pool, sources) <= rank.EXACT_SCAN_MAX_ROWS
+        if exact:
+            # Coalesced with the other exact scans started now (the retriever's other queries, other requests).
+            return vector, rank.hits(await self.exact_scans.scan(vector, limit, sources), pages)
         async with self.pool.acquire() as conn:
-            return vector, await rank.dense(conn, vector, limit, sources, pages, exact=exact)
+            return vector, await rank.dense(conn, vector, limit, sources, pages)
 
     async def _fetch(
         self,

@@ -63,17 +63,14 @@ HNSW_SQL = """SELECT id, source, path, 1 - (embedding <=> $1) AS score FROM docu
 # and sorts them by exact distance. One statement, no "SET LOCAL enable_indexscan" transaction.
 EXACT_SQL = """SELECT id, source, path, -(embedding <#> $1) AS score FROM documents
                WHERE embedding IS NOT NULL AND ($2::text[] IS NULL OR source = ANY($2))
-               ORDER BY embedding <#> $1 LIMIT $3"""
+               ORDER BY embedding <#> $1, id LIMIT $3"""
 
 
 async def dense(
     conn: Conn, vector: Sequence[float], limit: int, sources: list[str] | None, pages: Pages | None = None,
-    *, exact: bool = False,
 ) -> list[tuple[int, float]]:
-    """Cosine similarity: exact when asked (a source filter that leaves few rows, where the HNSW post-filter
-    would return too few), else over the HNSW index, falling back to exact when the filter left it short."""
-    if exact:
-        return _hits(await conn.fetch(EXACT_SQL, vector, sources, limit), pages)
+    """Cosine similarity over the HNSW index, falling back to an exact scan when a source filter left the
+    index's answer short. (Filters that leave few rows go straight to an exact scan: store/scans.py.)"""
     if limit * 2 <= HNSW_EF_SEARCH:
         # The connection's own ef_search (set when it was opened) is wide enough: one round trip.
         rows = await conn.fetch(HNSW_SQL, vector, sources, limit)
@@ -83,7 +80,7 @@ async def dense(
             rows = await conn.fetch(HNSW_SQL, vector, sources, limit)
     if sources is not None and len(rows) < limit:
         rows = await conn.fetch(EXACT_SQL, vector, sources, limit)
-    return _hits(rows, pages)
+    return hits(rows, pages)
 
 
 class SourceSizes:
@@ -109,7 +106,7 @@ class SourceSizes:
         return sum(self._sizes.get(source, 0) for source in sources)
 
 
-def _hits(rows: Sequence[Any], pages: Pages | None) -> list[tuple[int, float]]:
+def hits(rows: Sequence[Any], pages: Pages | None) -> list[tuple[int, float]]:
     """(id, score) pairs of ranking rows; their pages go into ``pages`` when the caller wants them."""
     if pages is not None:
         pages.update((r["id"], (r["source"], r["path"])) for r in rows)
@@ -197,7 +194,7 @@ async def bm25(
         POSTINGS_PER_TERM,
         symbol_names(query, terms),
     )
-    ranked = _hits([r for r in rows if not r["symbol"]], pages)
+    ranked = hits([r for r in rows if not r["symbol"]], pages)
     return ranked, _symbol_hits([r for r in rows if r["symbol"]])
 
 
@@ -220,7 +217,7 @@ async def full_text(
         sources,
         limit,
     )
-    return _hits(rows, pages), symbol_hits
+    return hits(rows, pages), symbol_hits
 
 
 def reciprocal_rank_fusion(

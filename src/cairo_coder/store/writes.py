@@ -12,6 +12,9 @@ from typing import Any
 from cairo_coder.store import search as rank
 from cairo_coder.store.database import Conn
 
+# The tables written here that searches read (what DocumentStore.vacuum maintains after an ingestion).
+SEARCHED_TABLES = ("documents", "lexical_postings", "lexical_terms", "pages")
+
 
 @dataclass
 class ChunkRecord:
