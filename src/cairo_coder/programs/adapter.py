@@ -45,15 +45,15 @@ class CachedChatAdapter(dspy.ChatAdapter):
     def format_demos(self, signature: Any, demos: list[Any]) -> list[dict[str, Any]]:
         if not demos:
             return []
+        # Keyed by the demo objects' ids: the entry holds the objects, so no other object can take their ids.
         key = (signature, str(signature.instructions), *map(id, demos))
         with self._lock:
             hit = self._demos.get(key)
-            if hit is not None and all(a is b for a, b in zip(hit[0], demos, strict=True)):
+            if hit is not None:
                 self._demos.move_to_end(key)
                 return [dict(message) for message in hit[1]]
         messages: list[dict[str, Any]] = super().format_demos(signature, demos)
         with self._lock:
-            # The demo objects are kept with their formatting: their ids cannot be reused while cached.
             self._demos[key] = (list(demos), [dict(message) for message in messages])
             while len(self._demos) > MAX_CACHED_SIGNATURES:
                 self._demos.popitem(last=False)

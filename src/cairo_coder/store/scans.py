@@ -89,7 +89,7 @@ class ExactScans:
         try:
             async with self.pool.acquire() as conn:
                 self.statements += 1
-                if len(live) == 1:
+                if len(live) == 1:  # the plain statement: ~1 ms cheaper than the batch form for one vector
                     answers = [list(await conn.fetch(EXACT_SQL, live[0][0], sources, limit))]
                 else:
                     rows = await conn.fetch(batch_sql(len(live)), sources, limit, *(w[0] for w in live))
