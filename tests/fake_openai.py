@@ -5,7 +5,7 @@ written in DSPy's chat-adapter format for whatever output fields the prompt asks
 defaults (the answer quotes the question, so concurrent requests can check they got their own answer) that a
 test can override per field (``fields``), possibly with a function of the request. Scriptable: statuses to
 return before succeeding (``failures`` for every endpoint, ``chat_failures`` for chat), ``Retry-After``,
-and delays (before answering, between streamed chunks).
+and delays (before answering, between streamed chunks, or for single requests: ``chat_stalls``).
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.failures: deque[int] = deque()
         self.chat_failures: deque[int] = deque()
+        self.chat_stalls: deque[float] = deque()  # seconds a chat request waits before answering, one per request
         self.retry_after: str | None = "0"
         self.delay = 0.0
         self.chat_delay = 0.0
@@ -119,6 +120,9 @@ class FakeOpenAI:
                                                "authorization": self.headers.get("authorization")})
                     queue = owner.chat_failures if "chat/completions" in self.path else deque()
                     status = queue.popleft() if queue else (owner.failures.popleft() if owner.failures else 0)
+                    stall = owner.chat_stalls.popleft() if owner.chat_stalls and "chat/completions" in self.path else 0
+                if stall:
+                    time.sleep(stall)  # past the client's timeout: it gives up (and may retry) before the answer
                 if status:
                     kind = "rate_limit_error" if status == 429 else "server_error"
                     headers = {"retry-after": owner.retry_after} if owner.retry_after is not None else {}
@@ -193,7 +197,10 @@ class FakeOpenAI:
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client gave up (its timeout) before the answer
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -205,6 +212,7 @@ class FakeOpenAI:
             self.requests.clear()
         self.failures.clear()
         self.chat_failures.clear()
+        self.chat_stalls.clear()
         self.fields.clear()
         self.stream_outcomes.clear()
         self.retry_after = "0"

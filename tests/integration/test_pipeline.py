@@ -337,3 +337,22 @@ async def test_the_configured_search_mode_is_the_one_retrieval_uses(kb_url: str,
         assert embedder.calls == [], "lexical mode embeds nothing"
     finally:
         await store.close()
+
+
+async def test_timeouts_are_retried_then_a_timeout_after_the_last_retry_is_a_clean_error(
+    kb_url: str, fake: FakeOpenAI, factory_for: Any
+) -> None:
+    factory = await factory_for(llm_settings(kb_url, fake, CAIRO_CODER_LLM__RETRIES="1",
+                                             CAIRO_CODER_LLM__TIMEOUT="0.5"))
+    fake.chat_stalls.extend([1.5])  # the first attempt outlives the timeout; the retry is answered at once
+    result = await factory.create_agent().run(QUESTION, mcp_mode=True)
+    first, second = fake.chat_requests()
+    assert second["time"] - first["time"] >= 0.5, "the retry came after the timeout"
+    assert result.sources
+    fake.requests.clear()
+    fake.chat_stalls.extend([1.5, 1.5])  # every attempt times out
+    events = await collect(factory.create_agent().stream(QUESTION, mcp_mode=True))
+    assert [e.type for e in events] == ["processing", "error"]
+    assert events[-1].data["type"] == "llm_unavailable"
+    assert "timed out" in events[-1].data["message"].lower() and "Traceback" not in events[-1].data["message"]
+    assert len(fake.chat_requests()) == 2
