@@ -24,6 +24,7 @@ from cairo_coder.programs.adapter import ADAPTER
 from cairo_coder.programs.generation import GenerationProgram, format_context
 from cairo_coder.programs.query_processor import QueryProcessorProgram, raw_processed_query
 from cairo_coder.programs.retriever import DocumentRetrieverProgram
+from cairo_coder.tokens import count_tokens, count_tokens_cached, truncate_to_tokens
 from cairo_coder.types import (
     AgentConfiguration,
     Message,
@@ -38,7 +39,6 @@ from cairo_coder.types import (
 logger = logging.getLogger(__name__)
 
 MAX_HISTORY_MESSAGE_CHARS = 4000
-CHARS_PER_TOKEN = 4  # budget estimate for MCP output; no tokenizer download needed, errs on the safe side
 
 
 @dataclass(frozen=True)
@@ -74,30 +74,43 @@ def source_infos(documents: Sequence[SearchResult]) -> list[SourceInfo]:
     return infos
 
 
+TRUNCATION_NOTE = "[... truncated to the token budget]\n"
+MIN_CUT_TOKENS = 50  # a chunk cut shorter than this is left out (unless it is the only one)
+
+
 def format_for_agent(documents: Sequence[SearchResult], max_tokens: int) -> str:
-    """Documentation for a coding agent (MCP mode): title, url and content of each chunk, within the budget.
+    """Documentation for a coding agent (MCP mode): title, url and content of each chunk, within ``max_tokens``
+    (cl100k tokens, see tokens.py).
 
     Chunks are added whole in ranking order; the first chunk that would exceed the budget is cut at a line
     boundary and nothing follows it, so the most relevant text always comes first.
     """
-    budget = max_tokens * CHARS_PER_TOKEN
     parts: list[str] = []
     used = 0
     for number, doc in enumerate(documents, start=1):
         meta = doc.document.metadata
         content = doc.document.content.strip()
         version = f" @ {meta.source_commit[:12]}" if meta.source_commit else ""
-        block = f"## [{number}] {meta.heading()}\nSource: {meta.source}{version} — {meta.url}\n\n{content}\n"
-        if used + len(block) > budget:
-            room = budget - used
-            if room > 200:
-                cut = block[:room].rsplit("\n", 1)[0]
-                parts.append(cut + "\n[... truncated to the token budget]\n")
+        header = f"## [{number}] {meta.heading()}\nSource: {meta.source}{version} — {meta.url}\n\n"
+        block = f"{header}{content}\n"
+        separator = 1 if parts else 0  # the line break that joins blocks
+        # Counted in parts: the chunk's own count was stored at ingestion (else counted here, and cached). The
+        # parts meet at line breaks, where cl100k's pre-tokenizer splits anyway: the sum is the block's count, or
+        # one more when the closing line break merges into the last token (tests/unit/test_tokens.py checks it).
+        content_tokens = meta.prompt_tokens if meta.prompt_tokens is not None else count_tokens_cached(content)
+        cost = count_tokens(header) + content_tokens + 1
+        if used + separator + cost > max_tokens:
+            room = max_tokens - used - separator - count_tokens(TRUNCATION_NOTE)
+            if room >= MIN_CUT_TOKENS or not parts:
+                cut = truncate_to_tokens(block, room)
+                if cut:
+                    parts.append(cut + TRUNCATION_NOTE)
             break
         parts.append(block)
-        used += len(block) + 1
+        used += separator + cost
     if not parts:
-        return "No documentation matching this query was found."
+        return "No documentation matching this query was found." if not documents else (
+            f"The documentation found does not fit in {max_tokens} tokens; ask with a larger budget.")
     return "\n".join(parts)
 
 

@@ -58,7 +58,7 @@ class DocumentMetadata(BaseModel):
     content_hash: str = ""
     source_commit: str | None = None
     indexed_at: datetime | None = None
-
+    prompt_tokens: int | None = Field(default=None, description="The content's length in cl100k tokens.")
 
     def heading(self) -> str:
         """The chunk's heading trail as shown to a model ("Page › Section › Subsection")."""

@@ -203,3 +203,35 @@ def test_cli_ingest_summary_rerun_and_reindex(db_url: str, tmp_path: Path) -> No
     assert (reindexed[0]["new"], reindexed[0]["unchanged"]) == (2, 0)
     bad = _cli(db_url, "ingest", "no_such_source")
     assert bad.returncode == 2 and "unknown source 'no_such_source'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+async def test_chunks_carry_their_prompt_tokens_and_an_older_store_gets_them_once(
+    db_url: str, tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
+    from cairo_coder.tokens import count_tokens
+
+    settings = make_settings(db_url)
+    corpus = write_mini_corpus(tmp_path / "corpus")
+    store = await DocumentStore.open(settings.database, local_embedder, settings.search, for_writing=True)
+    conn = await asyncpg.connect(db_url)
+    try:
+        ingester = Ingester(settings, store)
+        assert (await ingester.ingest_source(BOOK, corpus)).prompt_tokens_filled == 0
+        rows = await conn.fetch("SELECT content, prompt_tokens FROM documents")
+        assert rows and all(r["prompt_tokens"] == count_tokens(r["content"].strip()) for r in rows)
+        hit = (await store.search("storage counter", k=1))[0]
+        assert hit.document.metadata.prompt_tokens == count_tokens(hit.document.content.strip())
+
+        # A store written before schema 4 has no counts: the next ingestion fills them in, once.
+        await conn.execute("UPDATE documents SET prompt_tokens = NULL")
+        before = (await vacuums(db_url))[0]
+        again = await ingester.ingest_source(BOOK, corpus)
+        assert again.prompt_tokens_filled == len(rows) and again.unchanged == 3
+        assert await conn.fetchval("SELECT count(*) FROM documents WHERE prompt_tokens IS NULL") == 0
+        assert (await vacuums(db_url))[0] == before + 1
+        writes = await row_writes(db_url)
+        assert (await ingester.ingest_source(BOOK, corpus)).prompt_tokens_filled == 0
+        assert await row_writes(db_url) == writes, "once filled, a re-run writes nothing"
+    finally:
+        await conn.close()
+        await store.close()

@@ -55,8 +55,8 @@ async def test_migrations_apply_once_and_record_version(db_url: str) -> None:
         assert {"documents_lexemes_idx", "documents_source_idx", "lexical_postings_term_idx"} <= indexes
         # A migration that fails is reported as such, and rolled back whole.
         last = SCHEMA_VERSION
+        # Forgotten as applied, the last migration runs again and fails: what it creates exists already.
         await conn.execute("DELETE FROM schema_migrations WHERE version = $1", last)
-        await conn.execute("CREATE TABLE lexical_postings_term_order_idx (x int)")  # the name migration 3 needs
         with pytest.raises(SchemaVersionError, match=f"schema migration {last} .* stays at schema version {last - 1}"):
             await DocumentStore.open(settings.database, NoEmbedder(), settings.search)
         assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == last - 1

@@ -27,6 +27,7 @@ from cairo_coder.ingest.pages import (
 )
 from cairo_coder.ingest.readers import BadPageError
 from cairo_coder.store.documents import DocumentStore
+from cairo_coder.tokens import count_tokens
 from cairo_coder.types import DocumentSource
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class SourceReport:
     failed: list[PageFailure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     embedded_chunks: int = 0
+    prompt_tokens_filled: int = 0  # chunks of an older store given their token count (once, after schema 4)
     seconds: float = 0.0
     commit: str | None = None
     skipped_reason: str | None = None
@@ -175,7 +177,8 @@ class Ingester:
         if gone:
             await self.store.delete_pages(source.id, gone)
             report.deleted = len(gone)
-        if report.new or report.updated or report.deleted:
+        report.prompt_tokens_filled = await self.store.fill_prompt_tokens(source.id, count_tokens)
+        if report.new or report.updated or report.deleted or report.prompt_tokens_filled:
             await self.store.vacuum()  # fresh visibility map and statistics for the searches that follow
         report.seconds = time.perf_counter() - started
         return report
@@ -185,6 +188,9 @@ class Ingester:
         if not pages:
             return 0
         embedded = 0
+        for page in pages:
+            for record in page.chunks:  # counted here, not when reading: only written chunks need it
+                record.prompt_tokens = count_tokens(record.content.strip())
         if self.store.embedder.dimensions:
             missing = []
             known = await self.store.chunk_embeddings(source, [page.path for page in pages])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -163,6 +164,16 @@ class DocumentStore:
         self.source_sizes.invalidate()  # after the commit, as in write_page
         return deleted
 
+    async def fill_prompt_tokens(self, source: str, count: Callable[[str], int]) -> int:
+        """Count the prompt tokens of this source's chunks written before schema 4; returns how many there were.
+
+        Batched, a transaction per batch (resumable); with nothing to fill, nothing is written.
+        """
+        filled = 0
+        while batch := await writes.fill_prompt_tokens(self.pool, source, count):
+            filled += batch
+        return filled
+
     async def vacuum(self) -> None:
         """VACUUM (ANALYZE) the tables a search reads; the ingester calls it after a source changed.
 
@@ -310,7 +321,7 @@ class DocumentStore:
         params: list[Any] = [ids] + ([vector] if vector is not None else [])
         rows = await conn.fetch(
             f"""SELECT id, chunk_id, source, path, title, section, url, chunk_number, content, content_hash,
-                       metadata, source_commit, indexed_at, {similarity} AS similarity
+                       metadata, source_commit, indexed_at, prompt_tokens, {similarity} AS similarity
                 FROM documents WHERE id = ANY($1::bigint[])""",
             *params,
         )
@@ -379,6 +390,7 @@ def _to_result(row: asyncpg.Record, score: float) -> SearchResult:
         content_hash=row["content_hash"],
         source_commit=row["source_commit"],
         indexed_at=row["indexed_at"],
+        prompt_tokens=row["prompt_tokens"],
         **metadata,
     )
     return SearchResult(document=Document(content=row["content"], metadata=meta), score=score,

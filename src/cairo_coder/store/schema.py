@@ -126,6 +126,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER INDEX lexical_postings_term_source_order_idx RENAME TO lexical_postings_term_source_idx;
         """,
     ),
+    Migration(
+        4,
+        "prompt tokens per chunk",
+        # The chunk's length in cl100k tokens (tokens.py), counted once at ingestion instead of on every request
+        # that fits documentation into a token budget. NULL for chunks written before: the next ingestion of
+        # their source fills it in, and until then it is counted when needed.
+        """
+        ALTER TABLE documents ADD COLUMN prompt_tokens integer;
+        """,
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

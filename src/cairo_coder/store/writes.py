@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+import asyncpg
 
 from cairo_coder.store import search as rank
 from cairo_coder.store.database import Conn
@@ -29,7 +32,8 @@ class ChunkRecord:
     terms: Counter[str]
     terms_in_order: list[str]
     title_terms: set[str]
-    token_count: int
+    token_count: int  # lexical terms (BM25 document length)
+    prompt_tokens: int | None = None  # cl100k tokens of the stripped content (token budgets; tokens.py)
     symbols: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     embedding: list[float] | None = None
@@ -60,9 +64,9 @@ async def insert_chunks(
     if not chunks:
         return
     columns = ["chunk_id", "source", "path", "title", "section", "url", "chunk_number", "content",
-               "content_hash", "lexemes", "token_count", "symbols", "metadata", "source_commit"]
+               "content_hash", "lexemes", "token_count", "symbols", "metadata", "source_commit", "prompt_tokens"]
     casts = ["text", "text", "text", "text", "text[]", "text", "int", "text", "text", "tsvector", "int",
-             "text[]", "jsonb", "text"]
+             "text[]", "jsonb", "text", "int"]
     values: list[list[Any]] = [
         [f"{source}:{path}#{c.chunk_number}" for c in chunks],
         [source] * len(chunks),
@@ -78,6 +82,7 @@ async def insert_chunks(
         [_pg_array(c.symbols) for c in chunks],
         [json.dumps(c.metadata) for c in chunks],
         [commit] * len(chunks),
+        [c.prompt_tokens for c in chunks],
     ]
     if with_vectors:
         columns.append("embedding")
@@ -111,6 +116,20 @@ async def insert_chunks(
         list(df.keys()),
         list(df.values()),
     )
+
+
+async def fill_prompt_tokens(pool: asyncpg.Pool, source: str, count: Callable[[str], int],
+                             batch: int = 500) -> int:
+    """One transaction's worth of DocumentStore.fill_prompt_tokens: up to ``batch`` chunks; returns how many."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "SELECT id, content FROM documents WHERE source = $1 AND prompt_tokens IS NULL LIMIT $2", source, batch)
+        if rows:
+            await conn.execute(
+                """UPDATE documents d SET prompt_tokens = u.n
+                   FROM unnest($1::bigint[], $2::int[]) AS u(id, n) WHERE d.id = u.id""",
+                [r["id"] for r in rows], [count(r["content"].strip()) for r in rows])
+    return len(rows)
 
 
 def _vector_literal(vector: list[float] | None) -> str | None:
