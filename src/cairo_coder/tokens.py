@@ -101,8 +101,12 @@ def truncate_to_tokens(text: str, limit: int) -> str:
         prefix = enc.decode(tokens[:limit])
     if prefix == text:
         return text
-    cut = prefix.rsplit("\n", 1)
-    return cut[0] + "\n" if len(cut) == 2 else ""
+    lines = prefix.split("\n")[:-1]  # whole lines only: the last piece is a partial line (or empty)
+    # A prefix can tokenize differently from the tokens it came from (a line break is merged with what follows
+    # it); rare, and one line less always fixes it.
+    while lines and count_tokens("\n".join(lines) + "\n") > limit:
+        lines.pop()
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 __all__ = ["count_tokens", "count_tokens_cached", "encoding", "truncate_to_tokens"]
