@@ -18,6 +18,7 @@ import dspy
 from dspy.streaming import StreamListener, StreamResponse
 from dspy.utils.usage_tracker import track_usage
 
+from cairo_coder.citations import check_citations
 from cairo_coder.config import PipelineSettings
 from cairo_coder.llm import LLMRouter, Stage, translate_error, usage_from
 from cairo_coder.programs.adapter import ADAPTER
@@ -57,6 +58,8 @@ class RagResult:
     documents: list[SearchResult] = field(default_factory=list)
     processed_query: ProcessedQuery | None = None
     mcp_mode: bool = False
+    citations: list[int] = field(default_factory=list)  # the source numbers the answer cites
+    unknown_citations: list[int] = field(default_factory=list)  # numbers it cites that no source has
 
 
 def format_history(history: Sequence[Message], limit: int) -> str:
@@ -155,15 +158,17 @@ class RagPipeline:
         """The same events consumed whole; raises the precise exception instead of an ``error`` event."""
         usage = RequestUsage()
         state: dict[str, Any] = {"options": options or GenerationOptions()}
-        answer = ""
+        final: dict[str, Any] = {}
         sources: list[SourceInfo] = []
         async for event in self._events(query, chat_history, mcp_mode, usage, state):
             if event.type == "sources":
                 sources = [SourceInfo.model_validate(s) for s in event.data]
             elif event.type == "final_response":
-                answer = event.data["answer"]
-        return RagResult(answer=answer, sources=sources, usage=usage, documents=state.get("documents", []),
-                         processed_query=state.get("processed"), mcp_mode=mcp_mode)
+                final = event.data
+        return RagResult(answer=final.get("answer", ""), sources=sources, usage=usage,
+                         documents=state.get("documents", []), processed_query=state.get("processed"),
+                         mcp_mode=mcp_mode, citations=list(final.get("citations", [])),
+                         unknown_citations=list(final.get("unknown_citations", [])))
 
     # ---------------------------------------------------------------------------------------------- stages
 
@@ -189,7 +194,8 @@ class RagPipeline:
         if mcp_mode:
             text = format_for_agent(documents, self.settings.mcp_max_tokens)
             yield StreamEvent(type="response", data=text)
-            yield StreamEvent(type="final_response", data={"answer": text, "usage": usage.model_dump()})
+            yield StreamEvent(type="final_response", data={"answer": text, "usage": usage.model_dump(),
+                                                           "citations": [], "unknown_citations": []})
             yield StreamEvent(type="end")
             return
         answer_parts: list[str] = []
@@ -204,7 +210,12 @@ class RagPipeline:
         if final and not streamed:
             yield StreamEvent(type="response", data=final)  # cache hit or a model that does not stream
         answer = final or streamed
-        yield StreamEvent(type="final_response", data={"answer": answer, "usage": usage.model_dump()})
+        citations = check_citations(answer, len(documents))
+        if citations.unknown:
+            logger.warning("the answer cites %s, which no source has (%d sources)", citations.unknown, len(documents))
+        yield StreamEvent(type="final_response", data={"answer": answer, "usage": usage.model_dump(),
+                                                       "citations": citations.cited,
+                                                       "unknown_citations": citations.unknown})
         yield StreamEvent(type="end")
 
     @contextmanager

@@ -35,9 +35,15 @@ def test_ask_streams_the_answer_then_lists_sources_and_json_has_usage(kb: str, f
     shown = cli(kb, "ask", "How do storage mappings work?", **env)
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith("ANSWER<How do storage mappings work?>")
-    assert "Sources" in shown.stdout and "[1] Contract Storage" in shown.stdout
+    assert "Sources" in shown.stdout and "[1] Contract Storage (cairo_book)\n" in shown.stdout
     assert "https://book.cairo-lang.org/" in shown.stdout
-    assert "Retrieving documentation" in shown.stderr
+    assert "(not cited)" in shown.stdout, "the answer cites [1] only: the other sources say so"
+    assert "Retrieving documentation" in shown.stderr and "note:" not in shown.stderr
+    fake.fields["answer"] = "Storage mappings [2] and more [99]."
+    cited = cli(kb, "ask", "How do storage mappings work?", **env)
+    assert "[1] Contract Storage (cairo_book) (not cited)" in cited.stdout
+    assert "note: the answer cites [99], which is not among the" in cited.stderr
+    del fake.fields["answer"]
 
     data = json.loads(cli(kb, "ask", "How do storage mappings work?", "--json", **env).stdout)
     assert set(data) == {"answer", "sources", "usage"}

@@ -61,6 +61,7 @@ async def test_events_come_in_order_with_sources_and_a_streamed_cited_answer(
     final = events[-2].data
     assert final["answer"] == "".join(e.data for e in responses).strip()
     assert final["answer"].startswith(f"ANSWER<{QUESTION}>") and "[1]" in final["answer"]
+    assert final["citations"] == [1] and final["unknown_citations"] == []
     # Two LLM calls (query processing, generation), the second streamed; context numbered for citations.
     chats = fake.chat_requests()
     assert [bool(r["body"].get("stream")) for r in chats] == [False, True]
@@ -79,6 +80,7 @@ async def test_streaming_and_non_streaming_give_the_same_answer_sources_and_usag
     result = await pipeline.run(QUESTION)
     final = next(e for e in events if e.type == "final_response").data
     assert result.answer == final["answer"]
+    assert result.citations == final["citations"] == [1]
     assert [s.model_dump(mode="json") for s in result.sources] == next(e for e in events if e.type == "sources").data
     # Usage: counted per stage and in total, equal to what the fake server reported.
     assert set(result.usage.stages) == {"query_processing", "generation"}
@@ -356,3 +358,14 @@ async def test_timeouts_are_retried_then_a_timeout_after_the_last_retry_is_a_cle
     assert events[-1].data["type"] == "llm_unavailable"
     assert "timed out" in events[-1].data["message"].lower() and "Traceback" not in events[-1].data["message"]
     assert len(fake.chat_requests()) == 2
+
+
+async def test_citations_of_sources_that_do_not_exist_are_reported(kb_url: str, fake: FakeOpenAI,
+                                                                  factory_for: Any) -> None:
+    factory = await factory_for(llm_settings(kb_url, fake))
+    fake.fields["answer"] = "Declare it in the storage struct [2][1]; see also [42].\n\n```cairo\nlet x = a[3];\n```"
+    result = await factory.create_agent().run(QUESTION)
+    assert len(result.sources) < 42
+    assert result.citations == [2, 1] and result.unknown_citations == [42]
+    mcp = await factory.create_agent().run(QUESTION, mcp_mode=True)
+    assert mcp.citations == [] and mcp.unknown_citations == [], "documentation is not an answer"

@@ -47,6 +47,7 @@ def test_non_streaming_answer_is_a_chat_completion_with_usage_and_sources(server
     assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
     sources = completion.model_extra["sources"]  # type: ignore[index]
     assert sources[0]["title"] == "Contract Storage" and sources[0]["url"].startswith("https://book.cairo-lang.org/")
+    assert completion.model_extra["citations"] == [1]  # type: ignore[index]  # the answer cites [1]
 
 
 def test_streaming_with_the_openai_client_gives_the_same_answer(server: LiveServer) -> None:
@@ -84,6 +85,7 @@ def test_raw_sse_stream_has_own_events_then_chunks_then_done(server: LiveServer)
     content = "".join(json.loads(body)["choices"][0]["delta"].get("content") or ""
                       for name, body in events[:-1] if name is None and json.loads(body)["choices"])
     assert final["answer"] == content.strip() and final["usage"]["total_tokens"] > 0
+    assert final["citations"] == [1] and final["unknown_citations"] == []
 
 
 def test_agent_base_urls_and_model_names_select_the_agent(server: LiveServer, fake: FakeOpenAI) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from cairo_coder.cli.common import _fail, _open_store, _run, _settings, app, err, out
 from cairo_coder.config import Settings
@@ -55,6 +56,8 @@ def ask(
                       "total_tokens": result.usage.total_tokens},
         }
 
+    final: dict[str, Any] = {}
+
     async def run_stream() -> tuple[list[dict[str, Any]], str | None]:
         store = await _open_store(settings)
         sources: list[dict[str, Any]] = []
@@ -68,6 +71,8 @@ def ask(
                 elif event.type == "response":
                     sys.stdout.write(event.data)
                     sys.stdout.flush()
+                elif event.type == "final_response":
+                    final.update(event.data)
                 elif event.type == "error":
                     return sources, str(event.data["message"])
         finally:
@@ -81,10 +86,20 @@ def ask(
     if error is not None:
         _fail(error)
     sys.stdout.write("\n")
+    cited = set(final.get("citations") or [])
     if sources:
         out.print("\n[bold]Sources[/]", highlight=False)
         for s in sources:
-            out.print(f"  [{s['number']}] {s['title']} [dim]({s['source']})[/]\n      {s['url']}", highlight=False)
+            # In an answer, the sources it does not cite are dimmed; MCP-mode documentation shows them all.
+            uncited = not mcp and s["number"] not in cited
+            line = Text(f"  [{s['number']}] {s['title']} ", style="dim" if uncited else "")  # no markup: titles
+            line.append(f"({s['source']}){' (not cited)' if uncited else ''}\n      {s['url']}", style="dim")
+            out.print(line, highlight=False)
+    unknown = final.get("unknown_citations") or []
+    if unknown:
+        numbers = ", ".join(f"[{n}]" for n in unknown)
+        err.print(f"[yellow]note:[/] the answer cites {numbers}, which is not among the {len(sources)} sources",
+                  highlight=False)
 
 
 @app.command()

@@ -51,6 +51,7 @@ class Answer:
     parts: list[str] = field(default_factory=list)
     sources: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)
+    citations: list[int] = field(default_factory=list)
     status: str = "cancelled"  # until an end or error event says otherwise
     error: dict[str, Any] | None = None
 
@@ -65,6 +66,7 @@ class Answer:
             self.parts.append(str(event.data))
         elif event.type == "final_response":
             self.usage = dict(event.data.get("usage") or {})
+            self.citations = list(event.data.get("citations") or [])
         elif event.type == "end":
             self.status = "ok"
         elif event.type == "error":

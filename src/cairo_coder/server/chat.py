@@ -85,6 +85,7 @@ async def complete(request: Request, body: ChatCompletionRequest, services: Serv
             return Response(status_code=499)
     completion = ChatCompletion.model_validate({
         "id": completion_id, "created": created, "model": agent_id, "sources": result.sources,
+        "citations": result.citations,
         "usage": {k: int(result.usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
         "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text}, "finish_reason": "stop"}],
     })

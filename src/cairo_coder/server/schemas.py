@@ -74,7 +74,7 @@ class Choice(BaseModel):
 
 
 class ChatCompletion(BaseModel):
-    """OpenAI's ``chat.completion``, plus the ``sources`` the answer cites as [n]."""
+    """OpenAI's ``chat.completion``, plus the numbered ``sources`` and which of them the answer cites as [n]."""
 
     id: str
     object: Literal["chat.completion"] = "chat.completion"
@@ -83,6 +83,7 @@ class ChatCompletion(BaseModel):
     choices: list[Choice]
     usage: Usage
     sources: list[SourceInfo] = Field(default_factory=list)
+    citations: list[int] = Field(default_factory=list, description="Numbers of the sources the answer cites.")
 
 
 class ModelCard(BaseModel):
