@@ -61,7 +61,7 @@ async def check_documentation_tools(client: Client) -> None:
     assert missing.is_error and "search_cairo_docs" in text_of(missing)
 
 
-async def test_streamable_http_tools_with_an_llm(server: LiveServer) -> None:
+async def test_streamable_http_tools_with_an_llm(server: LiveServer, fake: FakeOpenAI) -> None:
     async with Client(server.url + "/mcp") as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
         assert set(tools) == {"search_cairo_docs", "get_cairo_doc_page", "ask_cairo_coder"}
@@ -73,7 +73,12 @@ async def test_streamable_http_tools_with_an_llm(server: LiveServer) -> None:
                                                             "code_snippets": ["fn main() {}"]})
         text = text_of(answer)
         assert not answer.is_error and text.startswith(f"ANSWER<{QUESTION}")
-        assert "Sources:\n[1] Contract Storage" in text
+        assert "Sources:\n[1] Contract Storage" in text  # nothing cited (the [1] is inside the quoted code)
+        assert "not cited" not in text
+        fake.fields["answer"] = "Declare them in the `#[storage]` struct [2]."
+        text = text_of(await client.call_tool("ask_cairo_coder", {"query": QUESTION}))
+        assert text.startswith("Declare them in the `#[storage]` struct [2].\n\nSources:\n[2] ")
+        assert "\n\nAlso retrieved, not cited:\n[1] Contract Storage" in text
 
 
 async def test_without_an_llm_only_documentation_tools_are_offered(bare_server: LiveServer) -> None:

@@ -94,8 +94,15 @@ def build_mcp_server(get_services: Callable[[], Services]) -> MCPServer:
                                                          history=past[-services.settings.pipeline.max_history:]))
             except APIError as exc:
                 raise ToolError(exc.message) from exc
-            cited = "\n".join(f"[{s['number']}] {s['title']} — {s['url']}" for s in result.sources)
-            return f"{result.text}\n\nSources:\n{cited}" if cited else result.text
+            # The sources the answer cites first; the others were retrieved too, and may still help an agent.
+            cited = [s for s in result.sources if s["number"] in result.citations]
+            others = [s for s in result.sources if s["number"] not in result.citations]
+            parts = [result.text]
+            for heading, group in (("Sources", cited), ("Also retrieved, not cited" if cited else "Sources", others)):
+                if group:
+                    parts.append(f"{heading}:\n" + "\n".join(f"[{s['number']}] {s['title']} — {s['url']}"
+                                                             for s in group))
+            return "\n\n".join(parts)
 
     return server
 
