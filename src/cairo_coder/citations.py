@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_FENCED = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]*\1[ \t]*$|\Z)", re.DOTALL | re.MULTILINE)
+from cairo_coder.ingest.readers import fenced_lines
+
 _INLINE_CODE = re.compile(r"(`+)(?!`).+?(?<!`)\1", re.DOTALL)
 _CITATION = re.compile(r"(?<!\w)\[(\d{1,3}(?:\s*[-–,]\s*\d{1,3})*)\](?!\()")
 MAX_RANGE = 50  # "[1-3]" expands; a "range" wider than this is not a citation
@@ -24,15 +25,14 @@ class Citations:
 
 def cited_numbers(answer: str) -> list[int]:
     """Every number the answer cites in its prose, in order of first citation, each once."""
-    prose = _INLINE_CODE.sub(" ", _FENCED.sub("\n", answer))
-    numbers: list[int] = []
+    prose = _INLINE_CODE.sub(" ", "\n".join(line for line, block in fenced_lines(answer) if block is None))
+    numbers: dict[int, None] = {}  # ordered, each once
     for match in _CITATION.finditer(prose):
         for part in re.split(r"\s*,\s*", match.group(1)):
             bounds = [int(x) for x in re.split(r"\s*[-–]\s*", part)]
             low, high = bounds[0], bounds[-1]
-            expanded = range(low, high + 1) if 0 <= high - low <= MAX_RANGE else [low, high]
-            numbers.extend(n for n in expanded if n not in numbers)
-    return numbers
+            numbers.update(dict.fromkeys(range(low, high + 1) if 0 <= high - low <= MAX_RANGE else (low, high)))
+    return list(numbers)
 
 
 def check_citations(answer: str, source_count: int) -> Citations:

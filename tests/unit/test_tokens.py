@@ -57,6 +57,14 @@ def test_documentation_never_exceeds_its_token_budget(budget: int) -> None:
         assert over_by_chars > 0
 
 
+def test_a_stored_token_count_is_the_one_the_budget_uses() -> None:
+    """Chunks from the store carry their count (written at ingestion): it is used, not counted again."""
+    short = [result("fn main() {}\n", n) for n in (1, 2)]
+    assert TRUNCATION_NOTE not in format_for_agent(short, 200)
+    short[1].document.metadata.prompt_tokens = 500  # a chunk the store says is long: it goes to the cut
+    assert format_for_agent(short, 200).endswith(TRUNCATION_NOTE)
+
+
 def test_a_cut_ends_at_a_line_break_and_the_whole_text_fits_unchanged() -> None:
     text = "".join(f"line {i}: let x_{i}: u256 = {i * 7919};\n" for i in range(200))
     cut = truncate_to_tokens(text, 60)

@@ -27,7 +27,6 @@ from cairo_coder.ingest.pages import (
 )
 from cairo_coder.ingest.readers import BadPageError
 from cairo_coder.store.documents import DocumentStore
-from cairo_coder.tokens import count_tokens
 from cairo_coder.types import DocumentSource
 
 logger = logging.getLogger(__name__)
@@ -177,7 +176,7 @@ class Ingester:
         if gone:
             await self.store.delete_pages(source.id, gone)
             report.deleted = len(gone)
-        report.prompt_tokens_filled = await self.store.fill_prompt_tokens(source.id, count_tokens)
+        report.prompt_tokens_filled = await self.store.fill_prompt_tokens(source.id)
         if report.new or report.updated or report.deleted or report.prompt_tokens_filled:
             await self.store.vacuum()  # fresh visibility map and statistics for the searches that follow
         report.seconds = time.perf_counter() - started
@@ -188,9 +187,6 @@ class Ingester:
         if not pages:
             return 0
         embedded = 0
-        for page in pages:
-            for record in page.chunks:  # counted here, not when reading: only written chunks need it
-                record.prompt_tokens = count_tokens(record.content.strip())
         if self.store.embedder.dimensions:
             missing = []
             known = await self.store.chunk_embeddings(source, [page.path for page in pages])

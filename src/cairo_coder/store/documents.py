@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -164,13 +163,13 @@ class DocumentStore:
         self.source_sizes.invalidate()  # after the commit, as in write_page
         return deleted
 
-    async def fill_prompt_tokens(self, source: str, count: Callable[[str], int]) -> int:
+    async def fill_prompt_tokens(self, source: str) -> int:
         """Count the prompt tokens of this source's chunks written before schema 4; returns how many there were.
 
         Batched, a transaction per batch (resumable); with nothing to fill, nothing is written.
         """
         filled = 0
-        while batch := await writes.fill_prompt_tokens(self.pool, source, count):
+        while batch := await writes.fill_prompt_tokens(self.pool, source):
             filled += batch
         return filled
 

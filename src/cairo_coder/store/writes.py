@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +13,7 @@ import asyncpg
 
 from cairo_coder.store import search as rank
 from cairo_coder.store.database import Conn
+from cairo_coder.tokens import count_tokens
 
 # The tables written here that searches read (what DocumentStore.vacuum maintains after an ingestion).
 SEARCHED_TABLES = ("documents", "lexical_postings", "lexical_terms", "pages")
@@ -33,7 +33,6 @@ class ChunkRecord:
     terms_in_order: list[str]
     title_terms: set[str]
     token_count: int  # lexical terms (BM25 document length)
-    prompt_tokens: int | None = None  # cl100k tokens of the stripped content (token budgets; tokens.py)
     symbols: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     embedding: list[float] | None = None
@@ -82,7 +81,7 @@ async def insert_chunks(
         [_pg_array(c.symbols) for c in chunks],
         [json.dumps(c.metadata) for c in chunks],
         [commit] * len(chunks),
-        [c.prompt_tokens for c in chunks],
+        [count_tokens(c.content.strip()) for c in chunks],  # what format_for_agent budgets
     ]
     if with_vectors:
         columns.append("embedding")
@@ -118,8 +117,7 @@ async def insert_chunks(
     )
 
 
-async def fill_prompt_tokens(pool: asyncpg.Pool, source: str, count: Callable[[str], int],
-                             batch: int = 500) -> int:
+async def fill_prompt_tokens(pool: asyncpg.Pool, source: str, batch: int = 500) -> int:
     """One transaction's worth of DocumentStore.fill_prompt_tokens: up to ``batch`` chunks; returns how many."""
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
@@ -128,7 +126,7 @@ async def fill_prompt_tokens(pool: asyncpg.Pool, source: str, count: Callable[[s
             await conn.execute(
                 """UPDATE documents d SET prompt_tokens = u.n
                    FROM unnest($1::bigint[], $2::int[]) AS u(id, n) WHERE d.id = u.id""",
-                [r["id"] for r in rows], [count(r["content"].strip()) for r in rows])
+                [r["id"] for r in rows], [count_tokens(r["content"].strip()) for r in rows])
     return len(rows)
 
 
