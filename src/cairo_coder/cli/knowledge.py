@@ -137,8 +137,7 @@ def _report_json(report: Any) -> dict[str, Any]:
     return {
         "source": report.source, "pages": report.pages, "chunks": report.chunks, "new": report.new,
         "updated": report.updated, "unchanged": report.unchanged, "deleted": report.deleted,
-        "embedded_chunks": report.embedded_chunks, "prompt_tokens_filled": report.prompt_tokens_filled,
-        "seconds": round(report.seconds, 2), "commit": report.commit,
+        "embedded_chunks": report.embedded_chunks, "seconds": round(report.seconds, 2), "commit": report.commit,
         "failed": [{"path": f.path, "reason": f.reason} for f in report.failed], "warnings": report.warnings,
         "skipped": report.skipped_reason,
     }

@@ -50,7 +50,6 @@ class SourceReport:
     failed: list[PageFailure] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     embedded_chunks: int = 0
-    prompt_tokens_filled: int = 0  # chunks of an older store given their token count (once, after schema 4)
     seconds: float = 0.0
     commit: str | None = None
     skipped_reason: str | None = None
@@ -176,8 +175,7 @@ class Ingester:
         if gone:
             await self.store.delete_pages(source.id, gone)
             report.deleted = len(gone)
-        report.prompt_tokens_filled = await self.store.fill_prompt_tokens(source.id)
-        if report.new or report.updated or report.deleted or report.prompt_tokens_filled:
+        if report.new or report.updated or report.deleted:
             await self.store.vacuum()  # fresh visibility map and statistics for the searches that follow
         report.seconds = time.perf_counter() - started
         return report

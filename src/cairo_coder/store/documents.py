@@ -163,16 +163,6 @@ class DocumentStore:
         self.source_sizes.invalidate()  # after the commit, as in write_page
         return deleted
 
-    async def fill_prompt_tokens(self, source: str) -> int:
-        """Count the prompt tokens of this source's chunks written before schema 4; returns how many there were.
-
-        Batched, a transaction per batch (resumable); with nothing to fill, nothing is written.
-        """
-        filled = 0
-        while batch := await writes.fill_prompt_tokens(self.pool, source):
-            filled += batch
-        return filled
-
     async def vacuum(self) -> None:
         """VACUUM (ANALYZE) the tables a search reads; the ingester calls it after a source changed.
 

@@ -129,9 +129,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         4,
         "prompt tokens per chunk",
-        # The chunk's length in cl100k tokens (tokens.py), counted once at ingestion instead of on every request
-        # that fits documentation into a token budget. NULL for chunks written before: the next ingestion of
-        # their source fills it in, and until then it is counted when needed.
+        # The chunk's length in cl100k tokens (tokens.py), counted once when the chunk is written instead of on
+        # every request that fits documentation into a token budget. Chunks written before stay NULL (counted
+        # when needed, in a bounded cache) until their page is written again: filling them in by UPDATE rewrote
+        # every 6 KB row out of its source's order, and the source-filtered exact scans were ~1.5 ms slower after.
         """
         ALTER TABLE documents ADD COLUMN prompt_tokens integer;
         """,

@@ -9,8 +9,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
-
 from cairo_coder.store import search as rank
 from cairo_coder.store.database import Conn
 from cairo_coder.tokens import count_tokens
@@ -115,19 +113,6 @@ async def insert_chunks(
         list(df.keys()),
         list(df.values()),
     )
-
-
-async def fill_prompt_tokens(pool: asyncpg.Pool, source: str, batch: int = 500) -> int:
-    """One transaction's worth of DocumentStore.fill_prompt_tokens: up to ``batch`` chunks; returns how many."""
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            "SELECT id, content FROM documents WHERE source = $1 AND prompt_tokens IS NULL LIMIT $2", source, batch)
-        if rows:
-            await conn.execute(
-                """UPDATE documents d SET prompt_tokens = u.n
-                   FROM unnest($1::bigint[], $2::int[]) AS u(id, n) WHERE d.id = u.id""",
-                [r["id"] for r in rows], [count_tokens(r["content"].strip()) for r in rows])
-    return len(rows)
 
 
 def _vector_literal(vector: list[float] | None) -> str | None:
