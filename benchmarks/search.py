@@ -26,6 +26,11 @@ from cairo_coder.store import DocumentStore
 from common import CORPUS, DATASET, bench_settings, describe
 
 MODES = ("dense", "lexical", "hybrid")
+# A stored vector plus noise, unit length again (as embedders return them): {column} is the vector's column.
+NOISY = """(SELECT array_agg(y / norm ORDER BY i) FROM (
+               SELECT i, y, sqrt(sum(y * y) OVER ()) AS norm FROM (
+                 SELECT i, x + (random() - 0.5) * 0.04 AS y
+                 FROM unnest({column}::real[]) WITH ORDINALITY AS u(x, i)) noisy) unit)::vector"""
 
 
 async def measure(store: DocumentStore, queries: list[str], repeat: int, label: str) -> None:
@@ -74,6 +79,8 @@ async def shrink(store: DocumentStore) -> None:
         await conn.execute("VACUUM ANALYZE lexical_postings")
         # An HNSW graph that lost 95% of its nodes is slow to search: rebuild it like a fresh store would have.
         await conn.execute("REINDEX INDEX documents_embedding_idx")
+        await conn.execute("VACUUM ANALYZE chunk_vectors")
+        await conn.execute("REINDEX INDEX chunk_vectors_embedding_idx")
 
 
 async def grow(store: DocumentStore, target: int) -> None:
@@ -85,6 +92,7 @@ async def grow(store: DocumentStore, target: int) -> None:
             return
         started = time.perf_counter()
         await conn.execute("DROP INDEX IF EXISTS documents_embedding_idx")
+        await conn.execute("DROP INDEX IF EXISTS chunk_vectors_embedding_idx")
         copy = 0
         while current < target:
             copy += 1
@@ -95,17 +103,17 @@ async def grow(store: DocumentStore, target: int) -> None:
                        SELECT id AS old_id, nextval('documents_id_seq') AS new_id FROM documents
                        WHERE path NOT LIKE '%#synthetic-%' ORDER BY id LIMIT $1""", take)
                 await conn.execute(
-                    """INSERT INTO documents (id, chunk_id, source, path, title, section, url, chunk_number,
+                    f"""INSERT INTO documents (id, chunk_id, source, path, title, section, url, chunk_number,
                            content, content_hash, lexemes, token_count, symbols, metadata, embedding)
                        SELECT s.new_id, d.chunk_id || '#synthetic-' || s.new_id, d.source,
                               d.path || '#synthetic-' || $1, d.title, d.section, d.url, d.chunk_number, d.content,
-                              md5(d.content || s.new_id), d.lexemes, d.token_count, '{}', d.metadata,
-                              (SELECT array_agg(y / norm ORDER BY i) FROM (  -- unit length, as embedders return
-                                   SELECT i, y, sqrt(sum(y * y) OVER ()) AS norm FROM (
-                                     SELECT i, x + (random() - 0.5) * 0.04 AS y
-                                     FROM unnest(d.embedding::real[]) WITH ORDINALITY AS u(x, i)) noisy) unit)
-                                  ::vector
+                              md5(d.content || s.new_id), d.lexemes, d.token_count, '{{}}', d.metadata,
+                              {NOISY.format(column="d.embedding")}
                        FROM synth s JOIN documents d ON d.id = s.old_id""", str(copy))
+                await conn.execute(  # the copies' further vectors (windows, API items), with the same noise
+                    f"""INSERT INTO chunk_vectors (doc_id, ordinal, kind, source, embedding)
+                       SELECT s.new_id, v.ordinal, v.kind, v.source, {NOISY.format(column="v.embedding")}
+                       FROM synth s JOIN chunk_vectors v ON v.doc_id = s.old_id""")
                 await conn.execute(
                     """INSERT INTO lexical_postings (term, doc_id, source, impact)
                        SELECT p.term, s.new_id, p.source, p.impact * (0.8 + random() * 0.4)
@@ -119,6 +127,9 @@ async def grow(store: DocumentStore, target: int) -> None:
         await conn.execute("SET maintenance_work_mem = '1GB'")
         await conn.execute(
             "CREATE INDEX documents_embedding_idx ON documents USING hnsw (embedding vector_cosine_ops)")
+        await conn.execute(
+            "CREATE INDEX chunk_vectors_embedding_idx ON chunk_vectors USING hnsw (embedding vector_cosine_ops)")
+        await conn.execute("VACUUM ANALYZE chunk_vectors")
         await conn.execute("VACUUM ANALYZE documents")
         await conn.execute("VACUUM ANALYZE lexical_postings")
         await conn.execute("ANALYZE lexical_terms")

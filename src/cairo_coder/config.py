@@ -97,6 +97,14 @@ class SearchSettings(_Section):
     # (an exact symbol match) still comes first.
     reference_weight: float = Field(default=0.8, gt=0.0, le=1.0)
     reference_pages: dict[DocumentSource, list[str]] = Field(default_factory=dict)
+    # Dense score = window_weight x the chunk's best vector + (1 - window_weight) x its head (store/search.py).
+    window_weight: float = Field(default=0.7, ge=0.0, le=1.0)
+    # Hybrid: the API item whose description is nearest the question is lifted to this page position when its
+    # similarity reaches api_item_similarity (1.0: never) and the best chunk's dense score + api_item_margin.
+    # A question naming a symbol is answered by the symbol lookup instead.
+    api_item_similarity: float = Field(default=0.4, ge=0.0, le=1.0)
+    api_item_margin: float = Field(default=0.0, ge=-1.0, le=1.0)
+    api_item_position: int = Field(default=3, ge=1, le=50)
 
 
 class IngestSettings(_Section):

@@ -2,6 +2,13 @@
 
 An embedder's ``id`` (provider, model, dimensions) is recorded in the store, so that a store built with one
 embedder is never silently searched with another.
+
+Whole chunks, not their first tokens: an embedder sees at most its input limit (MiniLM: ``embeddings.max_tokens``
+= 128 word pieces), while chunks run to ~1,800 characters (~265 word pieces on average, 77% over the limit on the
+shared corpus). :func:`chunk_windows` cuts a chunk into the texts its embedder sees whole: the head (heading trail
+and the start of the chunk, exactly what was embedded before) and further windows over the rest, each after a
+short form of the trail. Dense search scores a chunk by its head and its best window (store/search.py). A remote
+model takes ~8,000 tokens, so there a chunk is one window, as before.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import os
 import random
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from cairo_coder.config import EmbeddingSettings, LLMSettings, provider_of
@@ -53,6 +60,53 @@ class Embedder(Protocol):
     async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
     async def embed_query(self, text: str) -> list[float]: ...
+
+
+# Word pieces of the heading trail repeated before each further window (the head window has the whole trail).
+WINDOW_CONTEXT_TOKENS = 24
+MAX_WINDOWS = 16  # per chunk (chunks are at most ~4,000 characters: ~10 windows of 128 word pieces)
+REMOTE_WINDOW_TOKENS = 8000  # cl100k tokens; OpenAI's embedding models take 8,191
+
+
+Offsets = list[tuple[int, int]]
+
+
+def split_windows(context: str, body: str, limit: int, offsets: Callable[[str], Offsets]) -> list[str]:
+    """``context + "\n" + body`` (the head, which the embedder cuts at ``limit`` tokens), then windows over the
+    part of ``body`` the head does not reach, each ``limit`` tokens with a shortened ``context`` first.
+
+    ``offsets(text)`` gives the (start, end) character span of each token of ``text`` (no special tokens).
+    ``limit`` counts the tokens of the text, so an embedder that adds [CLS]/[SEP] passes its own limit minus 2.
+    """
+    head = f"{context}\n{body}"
+    if len(head) <= limit:  # every token covers at least one character: it fits without tokenizing
+        return [head]
+    spans = offsets(head)
+    if len(spans) <= limit:
+        return [head]
+    body_start = len(context) + 1
+    reached = spans[limit - 1][1] - body_start  # where in the body the head window stops
+    context_spans = offsets(context)[:WINDOW_CONTEXT_TOKENS]
+    short = context[: context_spans[-1][1]] if context_spans else ""
+    size = max(8, limit - len(context_spans))
+    rest = [(a - body_start, b - body_start) for a, b in spans if a - body_start >= reached]
+    windows = [head]
+    for start in range(0, len(rest), size):
+        if len(windows) > MAX_WINDOWS:
+            break
+        group = rest[start : start + size]
+        windows.append(f"{short}\n{body[group[0][0] : group[-1][1]]}")
+    return windows
+
+
+def chunk_windows(embedder: Embedder, context: str, body: str) -> list[str]:
+    """The texts that cover a chunk for this embedder (see the module docstring); one for an embedder that
+    does not say how it cuts its input."""
+    windows = getattr(embedder, "windows", None)
+    if windows is None:
+        return [f"{context}\n{body}"]
+    result: list[str] = windows(context, body)
+    return result
 
 
 class NoEmbedder:
@@ -121,6 +175,17 @@ class LocalEmbedder:
             self._model = model
             return model
 
+    def windows(self, context: str, body: str) -> list[str]:
+        """The chunk's windows in MiniLM word pieces (``max_tokens`` minus [CLS] and [SEP])."""
+        tokenizer = self._load().tokenizer
+
+        def offsets(text: str) -> Offsets:
+            spans: Offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                                       verbose=False)["offset_mapping"]
+            return spans
+
+        return split_windows(context, body, self.settings.max_tokens - 2, offsets)
+
     def _encode(self, texts: list[str]) -> list[list[float]]:
         model = self._load()
         vectors = model.encode(
@@ -163,6 +228,13 @@ class RemoteEmbedder:
     @property
     def dimensions(self) -> int:
         return self.settings.dimensions
+
+    def windows(self, context: str, body: str) -> list[str]:
+        """The chunk's windows in cl100k tokens (the yardstick of OpenAI's embedding models): one for any chunk
+        the chunker makes, which stay far below the models' 8,191-token input."""
+        from cairo_coder.tokens import token_offsets
+
+        return split_windows(context, body, REMOTE_WINDOW_TOKENS, token_offsets)
 
     def _api_key(self) -> str | None:
         key = self.llm.api_key(self.settings.model, os.environ)

@@ -2,11 +2,15 @@
 
 Chunks are mapped to pages (source, path), collapsed to distinct pages in first-occurrence order; recall@k is
 the share of items with a relevant page in the top k pages, MRR@10 the mean reciprocal rank of the first one.
+Reports break the figures down by origin, by the relevant pages' source and by the question's language
+(detected offline), and compare item by item with an earlier report (:func:`compare`), because a change in
+the mean of a few dozen items says little until one sees which items moved.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from cairo_coder.language import detect_language
 from cairo_coder.types import SearchResult
 
 KS = (1, 3, 5, 10)
@@ -97,6 +102,12 @@ class EvalReport:
             groups[r.item.origin].append(r)
         return {origin: {"n": len(rows), **self.metrics(rows)} for origin, rows in sorted(groups.items())}
 
+    def by_language(self) -> dict[str, dict[str, float]]:
+        groups: dict[str, list[ItemResult]] = defaultdict(list)
+        for r in self.results:
+            groups[detect_language(r.item.query)].append(r)
+        return {language: {"n": len(rows), **self.metrics(rows)} for language, rows in sorted(groups.items())}
+
     def by_source(self) -> dict[str, dict[str, float]]:
         groups: dict[str, list[ItemResult]] = defaultdict(list)
         for r in self.results:
@@ -113,10 +124,13 @@ class EvalReport:
             **self.metrics(),
             "by_origin": self.by_origin(),
             "by_source": self.by_source(),
+            "by_language": self.by_language(),
             "items": [
                 {
                     "id": r.item.id,
                     "rank": r.rank,
+                    "origin": r.item.origin,
+                    "language": detect_language(r.item.query),
                     "ranked": [{"source": p.source, "path": p.path, "url": p.url, "score": p.score}
                                for p in r.ranked],
                 }
@@ -151,3 +165,88 @@ async def evaluate(items: list[EvalItem], search: SearchFn, k: int = 10) -> Eval
         rank = next((i for i, page in enumerate(ranked[:10], start=1) if (page.source, page.path) in relevant), None)
         report.results.append(ItemResult(item, ranked[: max(k, 10)], rank))
     return report
+
+
+@dataclass
+class ItemChange:
+    id: str
+    before: int | None  # rank of the first relevant page in the top 10 (None: not found)
+    after: int | None
+
+
+@dataclass
+class Comparison:
+    """Per-item rank changes of a report against an earlier one (items present in both)."""
+
+    wins: list[ItemChange]
+    losses: list[ItemChange]
+    unchanged: int
+    only_before: list[str]
+    only_after: list[str]
+    metrics_before: dict[str, float]
+    metrics_after: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        def rows(changes: list[ItemChange]) -> list[dict[str, Any]]:
+            return [{"id": c.id, "before": c.before, "after": c.after} for c in changes]
+
+        return {"wins": rows(self.wins), "losses": rows(self.losses), "unchanged": self.unchanged,
+                "only_before": self.only_before, "only_after": self.only_after,
+                "metrics_before": self.metrics_before, "metrics_after": self.metrics_after,
+                "sign_test_p": round(sign_test(len(self.wins), len(self.losses)), 4)}
+
+
+def _key(rank: int | None) -> int:
+    return rank if rank is not None else 11
+
+
+def compare(report: EvalReport, earlier: dict[str, Any]) -> Comparison:
+    """Item-by-item comparison with an earlier ``--json`` report: a win is a relevant page ranked higher.
+
+    The earlier report's own metrics are recomputed over the items both reports share, so that the two sets of
+    figures are comparable even when the dataset changed in between.
+    """
+    try:
+        before = {str(item["id"]): item.get("rank") for item in earlier["items"]}
+    except (KeyError, TypeError) as exc:
+        raise DatasetError("the report to compare with is not a `cairo-coder eval retrieval --json` report "
+                           f"(no items with id and rank: {exc})") from exc
+    after = {r.item.id: r.rank for r in report.results}
+    wins, losses, unchanged = [], [], 0
+    for item_id, rank in after.items():
+        if item_id not in before:
+            continue
+        old = before[item_id]
+        if _key(rank) < _key(old):
+            wins.append(ItemChange(item_id, old, rank))
+        elif _key(rank) > _key(old):
+            losses.append(ItemChange(item_id, old, rank))
+        else:
+            unchanged += 1
+    shared = [r for r in report.results if r.item.id in before]
+    earlier_report = EvalReport([ItemResult(r.item, [], before[r.item.id]) for r in shared])
+    return Comparison(wins, losses, unchanged, sorted(set(before) - set(after)), sorted(set(after) - set(before)),
+                      earlier_report.metrics(), EvalReport(shared).metrics())
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided sign-test p-value of ``wins`` against ``losses`` (ties left out): how likely a split at least
+    this uneven is when a change helps and hurts items equally often. The noise yardstick for small sets."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    k = min(wins, losses)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return float(min(1.0, 2 * tail))
+
+
+def load_report(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DatasetError(f"cannot read report {path}: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise DatasetError(f"{path} is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path} is not a `cairo-coder eval retrieval --json` report")
+    return data

@@ -94,6 +94,33 @@ def query_terms(query: str) -> list[str]:
     return list(dict.fromkeys(tokenize(query)))
 
 
+# A felt252 printed in hex: error output carries its messages so ("0x7536345f737562204f766572666c6f77" is
+# 'u64_sub Overflow'), and a question that pastes it asks about that message.
+HEX_FELT_RE = re.compile(r"\b0x([0-9a-fA-F]{8,62})\b")
+MIN_SHORT_STRING = 4
+
+
+def short_strings(text: str) -> list[str]:
+    """The Cairo short strings (printable ASCII, up to 31 bytes) that hex felts in ``text`` encode, in order."""
+    found: list[str] = []
+    for match in HEX_FELT_RE.finditer(text):
+        digits = match.group(1)
+        raw = bytes.fromhex(digits if len(digits) % 2 == 0 else "0" + digits).lstrip(b"\x00")
+        if len(raw) >= MIN_SHORT_STRING and all(32 <= byte < 127 for byte in raw):
+            decoded = raw.decode("ascii")
+            # Addresses and hashes are random bytes: printable by chance only when short; demand letters too.
+            if sum(c.isalpha() for c in decoded) >= len(decoded) / 2 and decoded not in found:
+                found.append(decoded)
+    return found
+
+
+def with_decoded_messages(query: str) -> str:
+    """The query with the messages its hex felts encode put first (where an embedder that reads only the start
+    of a long paste sees them), or the query itself."""
+    messages = short_strings(query)
+    return "\n".join([*messages, query]) if messages else query
+
+
 def identifiers(query: str) -> list[str]:
     """Code-shaped identifiers in a query (paths, snake_case, CamelCase, felt252), lowercased, for symbol lookup."""
     found = [m.group(0).lower() for m in IDENTIFIER_RE.finditer(query)]

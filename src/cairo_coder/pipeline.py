@@ -170,6 +170,20 @@ class RagPipeline:
                          mcp_mode=mcp_mode, citations=list(final.get("citations", [])),
                          unknown_citations=list(final.get("unknown_citations", [])))
 
+    async def retrieve(self, query: str, chat_history: Sequence[Message] = ()) -> tuple[ProcessedQuery,
+                                                                                         list[SearchResult]]:
+        """The agent's retrieval as its answers get it: query processing on the agent's configured model, then
+        the retriever (and its judge when the agent enables it). For measuring what a deployment retrieves
+        (``cairo-coder eval retrieval --agent``); it needs the query-processing model, and says so without one.
+        """
+        if not query.strip():
+            raise ValueError("the query is empty")
+        self.router.lm("query_processing", self.agent)  # LLMNotConfiguredError names the settings to provide
+        usage = RequestUsage()
+        processed = await self._process_query(query, format_history(chat_history, self.settings.max_history),
+                                              False, usage)
+        return processed, await self._retrieve(processed, False, usage)
+
     # ---------------------------------------------------------------------------------------------- stages
 
     async def _events(self, query: str, history: Sequence[Message], mcp_mode: bool, usage: RequestUsage,

@@ -18,7 +18,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 logger = logging.getLogger(__name__)
 
@@ -109,4 +109,21 @@ def truncate_to_tokens(text: str, limit: int) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-__all__ = ["count_tokens", "count_tokens_cached", "encoding", "truncate_to_tokens"]
+def token_offsets(text: str) -> list[tuple[int, int]]:
+    """The (start, end) character span of each cl100k token of ``text`` (spans of ~2.5 characters without the
+    tokenizer: the estimate :func:`count_tokens` uses)."""
+    enc = encoding()
+    if enc is None:
+        step = FALLBACK_CHARS_PER_TOKEN
+        count = math.ceil(len(text) / step)
+        return [(int(i * step), min(len(text), int((i + 1) * step))) for i in range(count)]
+    tokens = enc.encode_ordinary(text)
+    decoded, starts = cast(Any, enc).decode_with_offsets(tokens)
+    if decoded != text:  # tokens that split a character: fall back to the estimate's spans
+        step = max(1.0, len(text) / max(1, len(tokens)))
+        return [(int(i * step), min(len(text), int((i + 1) * step))) for i in range(len(tokens))]
+    ends = [*starts[1:], len(text)]
+    return list(zip(starts, ends, strict=True))
+
+
+__all__ = ["count_tokens", "count_tokens_cached", "encoding", "token_offsets", "truncate_to_tokens"]

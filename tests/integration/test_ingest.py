@@ -241,3 +241,120 @@ async def test_written_chunks_carry_their_prompt_tokens_and_older_rows_are_left_
     finally:
         await conn.close()
         await store.close()
+
+
+LONG_PAGE = "# Storage Internals\n\n" + " ".join(
+    f"Storage variable number {i} keeps its value in the contract state between transactions." for i in range(30)
+) + ("\n\nHashing a span: to hash a whole span of felts at once, call the Poseidon hash function on the span. "
+     "Poseidon gives one digest for all of the felts in the span, which is cheaper than hashing them one by one. "
+     "The digest is a felt252.\n")
+CORELIB_FILE = '''//! Info about the execution.
+
+/// Returns the address of the contract being executed.
+pub fn get_contract_address() -> ContractAddress {
+    0
+}
+
+/// Utilities for spans.
+#[generate_trait]
+pub impl SpanUtilImpl of SpanUtilTrait {
+    /// Returns the smaller of two values.
+    fn smallest(a: u8, b: u8) -> u8 { a }
+}
+'''
+
+
+async def test_whole_chunks_are_embedded_by_windows_and_api_items_by_their_descriptions(
+    db_url: str, tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
+    """A chunk longer than the embedder's input gets windows over the rest of its text; a core library item and
+    each documented method get a description vector. Dense search scores a chunk by its head and its best
+    vector, so a passage deep in a long chunk is found; vectors are reused when nothing changed."""
+    settings = make_settings(db_url)
+    corpus = tmp_path / "corpus"
+    (corpus / "cairo_book").mkdir(parents=True)
+    (corpus / "cairo_book" / "ch05-internals.md").write_text(LONG_PAGE)
+    (corpus / "cairo_book" / "ch06-short.md").write_text("# Short\n\nInstall the toolchain with starkup.\n")
+    (corpus / "corelib_docs" / "src").mkdir(parents=True)
+    (corpus / "corelib_docs" / "src" / "info.cairo").write_text(CORELIB_FILE)
+    embedder = CountingEmbedder(local_embedder)
+    store = await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True)
+    try:
+        ingester = Ingester(settings, store)
+        book = await ingester.ingest_source(BOOK, corpus)
+        corelib = await ingester.ingest_source(DocumentSource.CORELIB_DOCS, corpus)
+        conn = await asyncpg.connect(db_url)
+        try:
+            rows = await conn.fetch(
+                """SELECT d.path, v.kind, count(*) AS n FROM chunk_vectors v JOIN documents d ON d.id = v.doc_id
+                   GROUP BY d.path, v.kind ORDER BY d.path, v.kind""")
+        finally:
+            await conn.close()
+        found = {(r["path"], r["kind"]): r["n"] for r in rows}
+        assert found[("ch05-internals.md", "window")] >= 3, found  # ~700 word pieces, 128 per window
+        assert ("ch06-short.md", "window") not in found, "a chunk that fits is its head alone"
+        assert found[("core::info::get_contract_address", "summary")] == 1
+        assert found[("core::info::SpanUtilTrait", "summary")] == 2  # the trait and its one method
+        assert ("core::info::SpanUtilImpl", "summary") not in found, "an impl's methods are the trait's"
+        windows = found[("ch05-internals.md", "window")]
+        # Heads (2 pages; the module, the function, the impl and the trait) and the further texts.
+        assert book.embedded_chunks == 2 + windows and corelib.embedded_chunks == 4 + 3
+
+        # The passage at the end of the long chunk: beyond its head, found through a window.
+        question = "one digest for a whole span of felts with Poseidon"
+        head_only = (await local_embedder.embed([f"Storage Internals\n{LONG_PAGE.split(chr(10), 2)[2]}"]))[0]
+        query = await local_embedder.embed_query(question)
+        best = (await store.search(question, k=1, mode="dense", sources=["cairo_book"]))[0]
+        assert best.document.metadata.path == "ch05-internals.md"
+        assert best.score > sum(a * b for a, b in zip(head_only, query, strict=True)) + 0.05
+        # A question in words finds the API item by its description (no shared identifier).
+        item = (await store.search("the address of the contract being executed", k=1, mode="dense",
+                                   sources=["corelib_docs"]))[0]
+        assert item.document.metadata.path == "core::info::get_contract_address"
+
+        calls = embedder.calls
+        again = await ingester.ingest_source(BOOK, corpus)
+        assert again.unchanged == 2 and embedder.calls == calls, "unchanged pages: no embedding at all"
+    finally:
+        await store.close()
+
+
+async def test_a_store_from_before_windows_migrates_and_is_filled_by_the_next_ingest(
+    db_url: str, tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
+    """A store built before schema 5 (head vectors only, no chunk_vectors) opens, searches by its heads, and the
+    next ingest adds the windows while reusing every head vector."""
+    settings = make_settings(db_url)
+    corpus = tmp_path / "corpus"
+    (corpus / "cairo_book").mkdir(parents=True)
+    (corpus / "cairo_book" / "ch05-internals.md").write_text(LONG_PAGE)
+    embedder = CountingEmbedder(local_embedder)
+    store = await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True)
+    await Ingester(settings, store).ingest_source(BOOK, corpus)
+    await store.close()
+    conn = await asyncpg.connect(db_url)
+    try:  # back to schema 4, as an older cairo-coder left it (and an older index version in the page hashes)
+        await conn.execute("DROP TABLE chunk_vectors; DELETE FROM schema_migrations WHERE version = 5; "
+                           "UPDATE pages SET page_hash = 'from-schema-4'")
+    finally:
+        await conn.close()
+    store = await DocumentStore.open(settings.database, embedder, settings.search)
+    try:
+        assert store.schema_version == 5
+        hits = await store.search("storage variable value between transactions", k=1, mode="dense")
+        assert hits and hits[0].document.metadata.path == "ch05-internals.md"  # by its head alone
+    finally:
+        await store.close()
+    store = await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True)
+    try:
+        texts = embedder.texts_embedded
+        report = await Ingester(settings, store).ingest_source(BOOK, corpus)
+        assert report.updated == 1
+        windows = await store.pool.fetchval("SELECT count(*) FROM chunk_vectors WHERE kind = 'window'")
+        assert windows >= 3 and embedder.texts_embedded - texts == windows, "the head vector is reused"
+        # A second run embeds nothing.
+        texts = embedder.texts_embedded
+        await Ingester(settings, store).ingest_source(BOOK, corpus)
+        assert embedder.texts_embedded == texts
+    finally:
+        await store.close()

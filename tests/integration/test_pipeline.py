@@ -15,6 +15,7 @@ from cairo_coder.config import Settings
 from cairo_coder.embeddings import LocalEmbedder
 from cairo_coder.llm import LLMNotConfiguredError, LLMRateLimitError, LLMRouter
 from cairo_coder.store import DocumentStore
+from cairo_coder.store.search import reciprocal_rank_fusion
 from cairo_coder.types import DocumentSource, Message, Role, StreamEvent
 from tests.conftest import make_settings
 from tests.fake_openai import FakeOpenAI
@@ -307,11 +308,18 @@ async def test_all_search_queries_are_embedded_in_one_call_and_results_are_deter
         assert len(orders) == 1
         scores = [s.score for s in first.sources]
         assert scores == sorted(scores, reverse=True) and all(-1.0 <= s <= 1.0 for s in scores)
-        # Whichever query found a chunk, it is ranked by its similarity to the question itself.
-        to_question = {r.document.metadata.url: r.score
-                       for r in await store.search(QUESTION, k=500, mode="dense")}
-        assert [s.score for s in first.sources] == [pytest.approx(to_question[s.url], abs=1e-5)
-                                                    for s in first.sources]
+        # The merged order is the rank fusion of each query's own store ranking, the question counting double.
+        queries = [QUESTION, "storage variables", "Map read write", "arrays append", "storage Map"]
+        assert first.processed_query is not None
+        sources = [s.value for s in first.processed_query.resources]  # the sources query processing chose
+        rankings = [await store.search(q, k=settings.pipeline.candidates_per_query, sources=sources)
+                    for q in queries]
+        fused = reciprocal_rank_fusion([([(r.chunk_id, r.score) for r in ranking], 2.0 if i == 0 else 1.0)
+                                        for i, ranking in enumerate(rankings)], 60)
+        chunk_url = {r.chunk_id: r.document.metadata.url for ranking in rankings for r in ranking}
+        assert [s.url for s in first.sources] == [chunk_url[cid] for cid, _ in fused][: len(first.sources)]
+        assert [s.score for s in first.sources] == [pytest.approx(score, abs=1e-6) for _, score in fused][
+            : len(first.sources)]
     finally:
         await store.close()
 

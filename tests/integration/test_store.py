@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import numpy as np
 import pytest
 
 from cairo_coder import lexical
@@ -40,6 +41,22 @@ async def _ingested_store(db_url: str, tmp_path: Path, embedder: LocalEmbedder |
     for source in (DocumentSource.CAIRO_BOOK, DocumentSource.SCARB_DOCS):
         await ingester.ingest_source(source, corpus)
     return store
+
+
+async def dense_truth(conn: Any, vector: list[float], sources: list[str] | None,
+                      weight: float) -> list[tuple[int, float]]:
+    """Every chunk's dense score computed here from its stored vectors: weight x its best vector (head, windows,
+    API item descriptions) + (1 - weight) x its head; best first, ties by id."""
+    query = np.asarray(vector)
+    heads = {r["id"]: float(np.dot(np.asarray(r["embedding"].to_list()), query)) for r in await conn.fetch(
+        "SELECT id, embedding FROM documents WHERE embedding IS NOT NULL AND ($1::text[] IS NULL "
+        "OR source = ANY($1))", sources)}
+    best = dict(heads)
+    for r in await conn.fetch("SELECT doc_id, embedding FROM chunk_vectors", ):
+        if r["doc_id"] in best:
+            best[r["doc_id"]] = max(best[r["doc_id"]], float(np.dot(np.asarray(r["embedding"].to_list()), query)))
+    scores = {i: weight * best[i] + (1 - weight) * heads[i] for i in heads}
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
 
 async def test_migrations_apply_once_and_record_version(db_url: str) -> None:
@@ -142,17 +159,18 @@ async def test_filtered_dense_search_is_exact_by_either_plan(db_url: str, tmp_pa
         async with store.pool.acquire() as conn:
             # The exact statement's ordering cannot be served by the HNSW index: even unfiltered and with
             # sequential scans discouraged (a tiny table is scanned anyway), its plan has no index to choose.
+            weight = store.search_settings.window_weight
             async with conn.transaction():
                 await conn.execute("SET LOCAL enable_seqscan = off")
-                plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + rank.EXACT_SQL, vector, None, 2))
-                hnsw = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + rank.HNSW_SQL, vector, None, 2))
-            assert "documents_embedding_idx" not in plan and "documents_embedding_idx" in hnsw, plan
-            truth = [(r["id"], float(r["d"])) for r in await conn.fetch(
-                """SELECT id, 1 - (embedding <=> $1) AS d FROM documents WHERE source = 'scarb_docs'
-                   ORDER BY embedding <=> $1, id""", vector)]
+                plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + rank.exact_sql(1), None, 2, weight,
+                                                                 vector))
+                hnsw = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + rank.HNSW_SQL, vector, None, 2, weight))
+            assert "embedding_idx" not in plan and "documents_embedding_idx" in hnsw, plan
+            assert "chunk_vectors_embedding_idx" in hnsw, hnsw
+            truth = await dense_truth(conn, vector, scarb, weight)
             for limit in (2, sizes + 5):  # more than the filter leaves: the HNSW plan falls back to exact
                 pages: rank.Pages = {}
-                found = await rank.dense(conn, vector, limit, scarb, pages)
+                found = await rank.dense(conn, vector, limit, scarb, weight, pages)
                 exact = rank.hits(await store.exact_scans.scan(vector, limit, scarb), None)
                 for ranked in (found, exact):
                     assert [i for i, _ in ranked] == [i for i, _ in truth[:limit]], limit
@@ -201,7 +219,8 @@ async def test_exact_scans_started_together_run_as_one_statement(
 
         async def alone(vector: list[float], limit: int, sources: list[str]) -> list[tuple[int, float]]:
             async with store.pool.acquire() as conn:
-                return rank.hits(await conn.fetch(rank.EXACT_SQL, vector, sources, limit), None)
+                return rank.hits(await conn.fetch(rank.exact_sql(1), sources, limit,
+                                                  store.search_settings.window_weight, vector), None)
 
         wanted = [(v, 3 + i, both if i % 2 == 0 else scarb) for i, v in enumerate(vectors)]
         expected = [await alone(*w) for w in wanted]

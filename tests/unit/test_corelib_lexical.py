@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cairo_coder import lexical
-from cairo_coder.ingest.corelib import extract_items, module_path
+from cairo_coder.ingest.corelib import extract_items, humanize, module_path, summary_words
 
 SOURCE = '''//! Arrays of things.
 //!
@@ -100,3 +100,55 @@ def test_tokenizer_keeps_identifiers_and_their_parts() -> None:
 def test_identifiers_for_symbol_lookup() -> None:
     assert lexical.identifiers("What does felt252_div do? And core::array::ArrayTrait, SpanTrait, u256?") == [
         "felt252_div", "core::array::arraytrait", "spantrait"]
+
+
+def test_an_impl_of_a_trait_in_the_same_file_documents_its_methods_on_the_trait_only() -> None:
+    items = {item.path: item for item in extract_items(SOURCE, "src/array.cairo")}
+    impl, trait = items["core::array::ArrayImpl"], items["core::array::ArrayTrait"]
+    assert impl.methods == [] and impl.implements == "ArrayTrait"
+    assert "its methods are documented on `core::array::ArrayTrait`" in impl.markdown()
+    assert "### append" not in impl.markdown() and [m.name for m in trait.methods] == ["new", "append"]
+    separate = '''/// Things that hold.
+pub trait HoldTrait<T> {
+    fn hold(self: T) -> T;
+    /// Documented on the trait.
+    fn keep(self: T) -> T;
+}
+
+/// The impl.
+pub impl HoldImpl<T> of HoldTrait<T> {
+    /// Holds a value (documented on the impl).
+    fn hold(self: T) -> T { self }
+    /// Not copied: the trait has its own doc.
+    fn keep(self: T) -> T { self }
+}
+'''
+    held = {item.path: item for item in extract_items(separate, "src/hold.cairo")}
+    methods = {m.name: m.doc for m in held["core::hold::HoldTrait"].methods}
+    assert methods == {"hold": "Holds a value (documented on the impl).", "keep": "Documented on the trait."}
+    assert held["core::hold::HoldImpl"].methods == []
+
+
+def test_summaries_describe_items_and_methods_in_words() -> None:
+    assert humanize("get_contract_address") == "get contract address"
+    assert humanize("ArrayTrait") == "array trait" and humanize("u256") == "u256"
+    assert humanize("EvalCircuitTrait") == "eval circuit trait"
+    items = {item.path: item for item in extract_items(SOURCE, "src/array.cairo")}
+    assert items["core::array::felt252_div"].summaries() == ["felt252 div: Divides felts."]
+    trait = items["core::array::ArrayTrait"]
+    assert trait.summaries() == ["array trait: Basic trait for the Array type."]
+    assert trait.summaries({"new"}) == ["new (array trait): Constructs a new, empty Array<T>."]
+    assert items["core::array::ArrayImpl"].summaries() == [], "an impl is never what a question describes"
+    assert items["core::array"].summaries() == []
+    long = "word " * 100
+    assert len(summary_words(f"{long}\n\nsecond paragraph").split()) == 60
+
+
+def test_hex_felts_that_encode_short_strings_are_decoded_first() -> None:
+    failure = ("[FAIL] tests::test_withdraw\n\nFailure data:\n    0x7536345f737562204f766572666c6f77 "
+               "('u64_sub Overflow')\n contract 0x04718f5a0fc34cc1af16a1cdee98ffb20c31f5cd61d6ab07201858f4287c938d")
+    assert lexical.short_strings(failure) == ["u64_sub Overflow"], "an address is not a message"
+    assert lexical.with_decoded_messages(failure) == "u64_sub Overflow\n" + failure
+    assert lexical.short_strings("chain id 0x534e5f5345504f4c4941, hash 0x1234abcd") == ["SN_SEPOLIA"]
+    assert lexical.with_decoded_messages("How do I emit an event?") == "How do I emit an event?"
+    assert lexical.short_strings("0x0000000000000000000000000000000000000000004661696c6564") == ["Failed"]

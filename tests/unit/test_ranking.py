@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from cairo_coder.store.search import PageKinds, page_support, reciprocal_rank_fusion
+from cairo_coder.store.search import PageKinds, lift_page, page_support, reciprocal_rank_fusion
 
 
 def _page_support_by_definition(scored: list[tuple[int, float]], page_of: dict[int, tuple[str, str]],
@@ -60,3 +60,20 @@ def test_page_kinds_weigh_reference_pages_and_rerank() -> None:
         [(2, 0.9), (1, 0.8), (3, 0.5)]
     assert PageKinds({"openzeppelin_docs": ["modules/ROOT/pages/api/*"]}, 1.0).weigh(scored, page_of) == scored
     assert PageKinds({}, 0.5).weigh(scored, page_of) == scored
+
+
+def test_lift_page_moves_or_inserts_a_chunk_to_a_page_position() -> None:
+    page_of = {1: ("s", "a"), 2: ("s", "a"), 3: ("s", "b"), 4: ("s", "c"), 5: ("s", "d"), 9: ("r", "item")}
+    ranked = [(1, 1.0), (2, 0.9), (3, 0.8), (4, 0.7), (5, 0.6)]
+    # Not ranked: inserted before the chunk that starts the third page, with that chunk's score.
+    assert lift_page(ranked, page_of, 9, 3) == [(1, 1.0), (2, 0.9), (3, 0.8), (9, 0.7), (4, 0.7), (5, 0.6)]
+    # Ranked lower: moved up.
+    ranked_low = [*ranked, (9, 0.1)]
+    assert lift_page(ranked_low, page_of, 9, 2) == [(1, 1.0), (2, 0.9), (9, 0.8), (3, 0.8), (4, 0.7), (5, 0.6)]
+    # Its page already at or above the position: unchanged (also when another chunk of the page is there).
+    assert lift_page(ranked, page_of, 3, 3) == ranked
+    assert lift_page(ranked, page_of, 2, 1) == ranked
+    # Fewer pages than the position: appended at the end.
+    assert lift_page([(1, 1.0)], page_of, 9, 3) == [(1, 1.0), (9, 1.0)]
+    assert lift_page([], page_of, 9, 1) == [(9, 0.0)]
+    assert lift_page(ranked, page_of, 9, 1)[0] == (9, 1.0)

@@ -4,6 +4,14 @@ One page per public item (module, struct, enum, trait, impl, function, constant,
 generated docs site: its full path (``core::array::ArrayTrait``), kind, signature and doc comment. Traits (and
 ``#[generate_trait]`` impls, which define their trait) list their methods with signatures and docs, one section
 each. Module pages carry the module's ``//!`` docs and an index of its items.
+
+An impl of a trait declared in the same file documents its methods on the trait's page only (docs written on
+the impl's methods move to the trait where the trait has none): two pages with the same methods would compete
+for every question about them, and questions are asked, and labelled, against the trait users call.
+
+Each documented item and method also has a one-line description in words (:meth:`Item.summaries`), embedded as
+a vector of its own, so that a question describing what an item does ("get my contract's own address") finds it
+without naming it.
 """
 
 from __future__ import annotations
@@ -41,9 +49,21 @@ class Item:
     methods: list[Method] = field(default_factory=list)
     items: list[tuple[str, str, str]] = field(default_factory=list)  # for modules: (kind, name, summary)
 
+    implements: str | None = None  # for impls: the trait they implement, when it is declared in the same file
+
     @property
     def name(self) -> str:
         return self.path.rsplit("::", 1)[-1]
+
+    def summaries(self, method_names: set[str] | None = None) -> list[str]:
+        """One line per documented item or method, in words: "get contract address: Returns the address of the
+        contract being executed." The item's own line when ``method_names`` is None, else those methods'."""
+        if method_names is None:
+            if self.kind in ("impl", "mod") or not self.doc:
+                return []  # an impl is never what a question describes; a module's docs are its page
+            return [f"{humanize(self.name)}: {summary_words(self.doc)}"]
+        return [f"{humanize(m.name)} ({humanize(self.name)}): {summary_words(m.doc)}"
+                for m in self.methods if m.name in method_names and m.doc]
 
     def markdown(self) -> str:
         parent = self.path.rsplit("::", 1)[0] if "::" in self.path else ""
@@ -56,6 +76,9 @@ class Item:
         if self.items:
             lines += ["", "## Items", ""]
             lines += [f"- {KIND_NAMES[k].lower()} `{n}`" + (f": {s}" if s else "") for k, n, s in self.items]
+        if self.implements:
+            lines += ["", f"Implements `{self.implements}`; its methods are documented on "
+                          f"`{parent}::{self.implements}`." if parent else ""]
         if self.methods:
             lines += ["", "## Methods" if self.kind in ("trait", "impl") else "## Members"]
             for method in self.methods:
@@ -91,6 +114,24 @@ def module_path(rel: str) -> str:
     return "::".join(["core", *parts])
 
 
+CAMEL_RE = re.compile(r"[A-Z]+[0-9]*(?=[A-Z][a-z])|[A-Z]?[a-z]+[0-9]*|[A-Z]+[0-9]*|[0-9]+")
+SUMMARY_WORDS = 60
+
+
+def humanize(name: str) -> str:
+    """An identifier in words: get_contract_address -> "get contract address", ArrayTrait -> "array trait"."""
+    words: list[str] = []
+    for segment in name.split("_"):
+        words += [w.lower() for w in CAMEL_RE.findall(segment)] or ([segment.lower()] if segment else [])
+    return " ".join(words)
+
+
+def summary_words(doc: str) -> str:
+    """The first paragraph of a doc comment, without code marks, at most SUMMARY_WORDS words."""
+    first = doc.strip().split("\n\n", 1)[0]
+    return " ".join(first.replace("`", "").split()[:SUMMARY_WORDS])
+
+
 def summary(doc: str) -> str:
     first = doc.strip().split("\n\n", 1)[0].replace("\n", " ")
     return first[:160]
@@ -115,7 +156,28 @@ def extract_items(source: str, rel: str) -> list[Item]:
     for item in items:
         unique.setdefault(item.path, item)
         item.items = list(dict.fromkeys(item.items))
+    _methods_on_traits(unique)
     return list(unique.values())
+
+
+def _methods_on_traits(items: dict[str, Item]) -> None:
+    """An impl of a trait declared in the same file keeps no methods of its own: they are the trait's (docs
+    written on the impl fill in the trait's undocumented methods)."""
+    for item in items.values():
+        if item.kind != "impl" or not item.methods:
+            continue
+        generated = GENERATED_TRAIT_RE.search(item.signature)
+        parent = item.path.rsplit("::", 1)[0]
+        trait = items.get(f"{parent}::{generated.group('trait')}") if generated else None
+        if trait is None or trait.kind != "trait":
+            continue
+        if trait.methods is not item.methods:  # a trait declared on its own: take the docs it lacks
+            documented = {m.name: m for m in item.methods if m.doc}
+            for method in trait.methods:
+                if not method.doc and method.name in documented:
+                    method.doc = documented[method.name].doc
+        item.methods = []
+        item.implements = trait.name
 
 
 def _block_end(lines: list[str], start: int, stop: int) -> tuple[int, str]:

@@ -16,17 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cairo_coder.config import Settings, SourceConfig
+from cairo_coder.embeddings import chunk_windows
 from cairo_coder.ingest.includes import IncludeResolver
 from cairo_coder.ingest.pages import (
     PageFailure,
     PageRecord,
     discover,
-    embedding_text,
+    embedding_context,
     read_corelib_file,
     read_page,
 )
 from cairo_coder.ingest.readers import BadPageError
 from cairo_coder.store.documents import DocumentStore
+from cairo_coder.store.writes import ChunkRecord
 from cairo_coder.types import DocumentSource
 
 logger = logging.getLogger(__name__)
@@ -181,23 +183,44 @@ class Ingester:
         return report
 
     async def _flush(self, source: str, pages: list[PageRecord], commit: str | None) -> int:
-        """Embed the chunks of changed pages (reusing unchanged chunks' vectors), then write page by page."""
+        """Embed the chunks of changed pages (reusing unchanged chunks' vectors), then write page by page.
+
+        Each chunk gets its head vector and further vectors: windows over the text its head does not reach, and
+        the descriptions of the API items it documents (see embeddings.chunk_windows). Returns the number of
+        texts embedded."""
         if not pages:
             return 0
         embedded = 0
-        if self.store.embedder.dimensions:
-            missing = []
+        embedder = self.store.embedder
+        if embedder.dimensions:
             known = await self.store.chunk_embeddings(source, [page.path for page in pages])
+            texts: list[str] = []
+            # record, index of its first text, whether that text is its head, the kinds of its further vectors
+            wanted: list[tuple[ChunkRecord, int, bool, list[str]]] = []
             for page in pages:
                 for record in page.chunks:
-                    record.embedding = known.get(record.content_hash)
-                    if record.embedding is None:
-                        missing.append(record)
-            if missing:
-                vectors = await self.store.embedder.embed([embedding_text(r) for r in missing])
-                for record, vector in zip(missing, vectors, strict=True):
-                    record.embedding = vector
-                embedded = len(missing)
+                    windows = chunk_windows(embedder, embedding_context(record), record.content)
+                    kinds = ["window"] * (len(windows) - 1) + ["summary"] * len(record.summaries)
+                    stored = known.get(record.content_hash)
+                    if stored is not None and [kind for kind, _ in stored[1]] == kinds:
+                        record.embedding, record.extra_vectors = stored[0], list(stored[1])
+                        continue
+                    if stored is not None:  # the head is known (a store from before further vectors)
+                        record.embedding = stored[0]
+                        wanted.append((record, len(texts), False, kinds))
+                        texts.extend(windows[1:])
+                    else:
+                        wanted.append((record, len(texts), True, kinds))
+                        texts.extend(windows)
+                    texts.extend(record.summaries)
+            if texts:
+                vectors = await embedder.embed(texts)
+                for record, first, with_head, kinds in wanted:
+                    if with_head:
+                        record.embedding = vectors[first]
+                        first += 1
+                    record.extra_vectors = list(zip(kinds, vectors[first : first + len(kinds)], strict=True))
+                embedded = len(texts)
         for page in pages:
             await self.store.write_page(source, page.path, page.page_hash, page.title, page.url, page.chunks, commit)
         return embedded

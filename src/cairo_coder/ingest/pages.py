@@ -21,7 +21,7 @@ from cairo_coder.ingest.urls import corelib_url, page_url, with_anchor
 from cairo_coder.store.writes import ChunkRecord
 
 # Bump when parsing, chunking or lexical weighting changes: every page's hash changes and is re-indexed.
-INDEX_VERSION = "5"
+INDEX_VERSION = "6"
 TITLE_WEIGHT = 3.0
 
 
@@ -76,7 +76,8 @@ def _hash(*parts: str) -> str:
 
 
 def _record(chunk: Chunk, page_title: str, url: str, source: SourceConfig, symbols: list[str],
-            metadata: dict[str, str], title_field: str | None = None) -> ChunkRecord:
+            metadata: dict[str, str], title_field: str | None = None, summaries: list[str] | None = None
+            ) -> ChunkRecord:
     if title_field is None:
         title_field = " ".join([*chunk.trail, *(chunk.headings or [])])
     body_terms = lexical.tokenize(chunk.content)
@@ -85,8 +86,8 @@ def _record(chunk: Chunk, page_title: str, url: str, source: SourceConfig, symbo
     return ChunkRecord(
         chunk_number=chunk.number,
         content=chunk.content,
-        # The hash is of exactly the text that gets embedded: equal hashes may share a vector.
-        content_hash=_hash(_embedded_text(page_title, section, chunk.content)),
+        # The hash is of exactly the texts that get embedded: equal hashes may share vectors.
+        content_hash=_hash(_embedded_text(page_title, section, chunk.content), *(summaries or [])),
         title=page_title,
         section=section,
         url=with_anchor(source, url, chunk.anchor),
@@ -96,6 +97,7 @@ def _record(chunk: Chunk, page_title: str, url: str, source: SourceConfig, symbo
         token_count=max(len(body_terms), 1),
         symbols=symbols,
         metadata={**metadata, **({"anchor": chunk.anchor} if chunk.anchor else {})},
+        summaries=list(summaries or []),
     )
 
 
@@ -103,8 +105,13 @@ def _embedded_text(title: str, section: list[str], content: str) -> str:
     return " > ".join([title, *section]) + "\n" + content
 
 
+def embedding_context(record: ChunkRecord) -> str:
+    """The heading trail (page title first) that precedes the chunk's text in what the embedder sees."""
+    return " > ".join([record.title, *record.section])
+
+
 def embedding_text(record: ChunkRecord) -> str:
-    """What the embedder sees: the heading trail (page title first), then the chunk."""
+    """What the embedder sees first (the head window): the heading trail, then the chunk."""
     return _embedded_text(record.title, record.section, record.content)
 
 
@@ -166,14 +173,16 @@ def read_corelib_file(root: Path, rel: str, source: SourceConfig, ingest: Ingest
         parsed = ParsedPage(item.path, split_sections(item.markdown()), {})
         chunks = chunk_page(parsed, source.slug, ingest.chunk_target_chars, ingest.chunk_max_chars)
         records = []
+        method_names = {m.name for m in item.methods}
         for chunk in chunks:
             symbols = [item.path.lower(), item.name.lower()] if chunk.number == 0 else []
-            for heading in [chunk.trail[-1], *(chunk.headings or [])]:
-                if heading in {m.name for m in item.methods}:
-                    symbols += [f"{item.name}::{heading}".lower(), f"{item.path}::{heading}".lower()]
+            documented = {h for h in [chunk.trail[-1], *(chunk.headings or [])] if h in method_names}
+            for heading in sorted(documented):
+                symbols += [f"{item.name}::{heading}".lower(), f"{item.path}::{heading}".lower()]
+            summaries = (item.summaries() if chunk.number == 0 else []) + item.summaries(documented)
             # The weighted title field is the item's own name (and method), not its module path: generic
             # module words (core, starknet, storage) would otherwise outweigh the guides for every question.
             title_field = " ".join([item.name, *chunk.trail[2:], *(chunk.headings or [])])
             records.append(_record(chunk, item.path, url, source, sorted(set(symbols)),
-                                   {"kind": item.kind, "file": rel}, title_field))
+                                   {"kind": item.kind, "file": rel}, title_field, summaries))
         yield _finish(item.path, item.path, url, records, [], embedder_id)

@@ -62,9 +62,10 @@ language, version 2.x) and Starknet (the Ethereum L2 whose smart contracts are w
 
 Read the question and the chat history (a follow-up question refers to earlier messages: resolve what "it" or
 "that" means). Write up to 5 short, specific search queries in English that would find the documentation
-needed to answer: name the concepts, APIs, traits, attributes, commands and file names involved (for example
-"storage Map read write", "#[starknet::interface] trait", "snforge cheat_caller_address"), one topic per query,
-from the most to the least important. Do not answer the question.
+needed to answer (the documentation is in English: translate a question asked in another language). Name the
+concepts, APIs, traits, attributes, commands and file names involved (for example "storage Map read write",
+"#[starknet::interface] trait", "snforge cheat_caller_address"), one topic per query, from the most to the
+least important. Do not answer the question.
 
 Then choose the documentation sources to search, using only these ids:
 {_sources_text(list(DocumentSource))}
@@ -75,11 +76,12 @@ Cairo or Starknet, return no search queries and no resources."""
 SCARB_INSTRUCTIONS = f"""You prepare documentation searches for questions about Scarb, the build tool and package
 manager of Cairo and Starknet projects.
 
-Read the question and the chat history. Write up to 5 short search queries that would find the Scarb
-documentation needed to answer: name the command (scarb build, scarb test, scarb new, scarb add, scarb fmt,
-scarb run, scarb execute, ...), the Scarb.toml section or key ([package], [dependencies], [dev-dependencies],
-[[target.starknet-contract]], [profile.*], [workspace], [scripts], [tool.*], [cairo]), the concept (workspaces,
-profiles, features, registries, lockfile, plugins), or the error message to troubleshoot. Do not answer.
+Read the question and the chat history. Write up to 5 short search queries in English (the documentation's
+language, whatever the question's) that would find the Scarb documentation needed to answer: name the command
+(scarb build, scarb test, scarb new, scarb add, scarb fmt, scarb run, scarb execute, ...), the Scarb.toml section
+or key ([package], [dependencies], [dev-dependencies], [[target.starknet-contract]], [profile.*], [workspace],
+[scripts], [tool.*], [cairo]), the concept (workspaces, profiles, features, registries, lockfile, plugins), or the
+error message to troubleshoot. Do not answer.
 
 Resources: use only these ids:
 {_sources_text([DocumentSource.SCARB_DOCS])}"""

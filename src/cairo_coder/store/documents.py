@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from cairo_coder import lexical
 from cairo_coder.config import DatabaseSettings, SearchSettings, mask_url
 from cairo_coder.embeddings import Embedder
 from cairo_coder.store import schema, writes
@@ -43,7 +44,7 @@ class DocumentStore:
         # Whether the store has vectors to search (False while nothing has been indexed yet).
         self.dense_ready = False
         self.source_sizes = rank.SourceSizes()
-        self.exact_scans = ExactScans(pool)
+        self.exact_scans = ExactScans(pool, search_settings.window_weight)
         reference = {source.value: globs for source, globs in search_settings.reference_pages.items()}
         self.page_kinds = rank.PageKinds(reference, search_settings.reference_weight)
 
@@ -112,18 +113,28 @@ class DocumentStore:
         rows = await self.pool.fetch("SELECT path, page_hash FROM pages WHERE source = $1", source)
         return {r["path"]: r["page_hash"] for r in rows}
 
-    async def chunk_embeddings(self, source: str, paths: list[str]) -> dict[str, list[float]]:
-        """Existing embeddings of these pages' chunks by content hash (one query for a batch of pages), so that
-        unchanged chunks are not re-embedded. Equal hashes mean equal embedded text, hence equal vectors."""
+    async def chunk_embeddings(self, source: str, paths: list[str]
+                               ) -> dict[str, tuple[list[float], list[tuple[str, list[float]]]]]:
+        """Existing vectors of these pages' chunks by content hash: the head vector and the further ones (kind,
+        vector) in order. One query for a batch of pages, so that unchanged chunks are not re-embedded. Equal
+        hashes mean equal embedded text, hence equal vectors."""
         if not self.embedder.dimensions or not paths:
             return {}
         rows = await self.pool.fetch(
-            """SELECT content_hash, embedding FROM documents
-               WHERE source = $1 AND path = ANY($2::text[]) AND embedding IS NOT NULL""",
+            """SELECT d.content_hash, d.embedding,
+                      coalesce((SELECT array_agg(v.kind ORDER BY v.ordinal) FROM chunk_vectors v
+                                WHERE v.doc_id = d.id), '{}') AS kinds,
+                      coalesce((SELECT array_agg(v.embedding::text ORDER BY v.ordinal) FROM chunk_vectors v
+                                WHERE v.doc_id = d.id), '{}') AS extras
+               FROM documents d
+               WHERE d.source = $1 AND d.path = ANY($2::text[]) AND d.embedding IS NOT NULL""",
             source,
             paths,
         )
-        return {r["content_hash"]: _as_list(r["embedding"]) for r in rows}
+        return {r["content_hash"]: (_as_list(r["embedding"]),
+                                    [(kind, _parse_vector(text)) for kind, text in zip(r["kinds"], r["extras"],
+                                                                                       strict=True)])
+                for r in rows}
 
     async def write_page(
         self,
@@ -197,6 +208,7 @@ class DocumentStore:
         query = query.replace("\x00", " ")  # PostgreSQL text cannot hold NUL
         if not query.strip():
             return []
+        query = lexical.with_decoded_messages(query)  # pasted error output: its hex-encoded messages, readable
         sources = list(sources) if sources else None
         can_dense = self.dense_ready
         if mode == "dense" and not can_dense:
@@ -244,19 +256,28 @@ class DocumentStore:
             query_vector, nearest = await self._dense(vector_task, limit, sources, pages)
             return nearest, query_vector
         dense_task: asyncio.Future[tuple[list[float], list[tuple[int, float]]]] | None = None
+        api_task: asyncio.Future[tuple[int, float] | None] | None = None
         if mode == "hybrid" and vector_task is not None:
             # The dense ranking runs on a connection of its own while the lexical one ranks.
             dense_task = asyncio.ensure_future(self._dense(vector_task, limit, sources, pages))
+            if self.search_settings.api_item_similarity < 1.0:
+                api_task = asyncio.ensure_future(self._api_item(vector_task, sources, pages))
         try:
             symbol_hits, lexical_hits = await self._lexical(query, limit, sources, pages)
         except BaseException:
-            if dense_task is not None:
-                dense_task.cancel()
+            for task in (dense_task, api_task):
+                if task is not None:
+                    task.cancel()
             raise
         vector: list[float] | None = None
         dense_hits: list[tuple[int, float]] = []
         if dense_task is not None:
-            vector, dense_hits = await dense_task
+            try:
+                vector, dense_hits = await dense_task
+            except BaseException:
+                if api_task is not None:
+                    api_task.cancel()
+                raise
         elif vector_task is not None:
             vector = await vector_task
         # Hybrid: reciprocal-rank fusion (the lexical ranking alone without an embedder), the reference-page
@@ -268,7 +289,17 @@ class DocumentStore:
             ranked = self.page_kinds.weigh(ranked, pages)
         if dense_task is not None:
             ranked = rank.page_support(ranked, pages)
+        api_hit = await api_task if api_task is not None else None
         if not symbol_hits:
+            # A question that describes what an API item does (without naming it) gets that item among the
+            # first pages, next to the guides that rank above it (API reference weighs less in the fusion).
+            # Lifted only when its description is about as close to the question as the best chunk is (a
+            # question about a concept or a tool is nearer its guide than any API item: it is left alone).
+            settings = self.search_settings
+            best_chunk = dense_hits[0][1] if dense_hits else 0.0
+            if api_hit is not None and api_hit[1] >= max(settings.api_item_similarity,
+                                                         best_chunk + settings.api_item_margin):
+                ranked = rank.lift_page(ranked, pages, api_hit[0], settings.api_item_position)
             return ranked, vector
         # Exact symbol matches come first: they are what a lookup of that name asks for.
         symbol_ids = {doc_id for doc_id, _ in symbol_hits}
@@ -292,7 +323,13 @@ class DocumentStore:
             # Coalesced with the other exact scans started now (the retriever's other queries, other requests).
             return vector, rank.hits(await self.exact_scans.scan(vector, limit, sources), pages)
         async with self.pool.acquire() as conn:
-            return vector, await rank.dense(conn, vector, limit, sources, pages)
+            return vector, await rank.dense(conn, vector, limit, sources, self.search_settings.window_weight, pages)
+
+    async def _api_item(self, vector_task: asyncio.Future[list[float]], sources: list[str] | None,
+                        pages: rank.Pages) -> tuple[int, float] | None:
+        vector = await vector_task
+        async with self.pool.acquire() as conn:
+            return await rank.api_item(conn, vector, sources, pages)
 
     async def _fetch(
         self,
@@ -306,12 +343,16 @@ class DocumentStore:
             return []
         # Without a similarity floor the first k are the answer; with one, any candidate may be needed.
         ids = [doc_id for doc_id, _ in (scored if min_similarity is not None else scored[:k])]
-        similarity = "1 - (embedding <=> $2)" if vector is not None else "NULL::float8"
-        params: list[Any] = [ids] + ([vector] if vector is not None else [])
+        # The chunk's dense score (see search.py): its head and its best further vector, weighed.
+        similarity = ("""$3 * greatest(-(d.embedding <#> $2), coalesce((SELECT max(-(v.embedding <#> $2))
+                           FROM chunk_vectors v WHERE v.doc_id = d.id), -(d.embedding <#> $2)))
+                         + (1 - $3) * -(d.embedding <#> $2)""" if vector is not None else "NULL::float8")
+        params: list[Any] = [ids] + ([vector, self.search_settings.window_weight] if vector is not None else [])
         rows = await conn.fetch(
-            f"""SELECT id, chunk_id, source, path, title, section, url, chunk_number, content, content_hash,
-                       metadata, source_commit, indexed_at, prompt_tokens, {similarity} AS similarity
-                FROM documents WHERE id = ANY($1::bigint[])""",
+            f"""SELECT d.id, d.chunk_id, d.source, d.path, d.title, d.section, d.url, d.chunk_number, d.content,
+                       d.content_hash, d.metadata, d.source_commit, d.indexed_at, d.prompt_tokens,
+                       {similarity} AS similarity
+                FROM documents d WHERE d.id = ANY($1::bigint[])""",
             *params,
         )
         by_id = {r["id"]: r for r in rows}
@@ -384,6 +425,11 @@ def _to_result(row: asyncpg.Record, score: float) -> SearchResult:
     )
     return SearchResult(document=Document(content=row["content"], metadata=meta), score=score,
                         chunk_id=row["chunk_id"])
+
+
+def _parse_vector(text: str) -> list[float]:
+    """pgvector's text form "[0.1,0.2,...]" as floats."""
+    return [float(x) for x in text.strip("[]").split(",")] if text.strip("[]") else []
 
 
 def _as_list(vector: Any) -> list[float]:

@@ -22,26 +22,12 @@ from typing import Any
 
 import asyncpg
 
-from cairo_coder.store.search import EXACT_SQL
+from cairo_coder.store.search import exact_sql
 
 MAX_BATCH = 8  # query vectors per statement; past a few, each one costs its arithmetic and nothing is shared
 
 _Key = tuple[str, ...] | None
 _Waiter = tuple[list[float], int, "asyncio.Future[list[Any]]"]
-
-
-def batch_sql(count: int) -> str:
-    """One scan of the filtered rows computing ``count`` inner products, then the top rows of each.
-
-    Parameters: $1 sources (text[] or NULL), $2 limit, $3.. the query vectors. Rows carry ``q``, the index of
-    the vector they answer. Ordered and scored as EXACT_SQL (inner product of unit vectors = cosine).
-    """
-    distances = ", ".join(f"embedding <#> ${i + 3} AS d{i}" for i in range(count))
-    tops = " UNION ALL ".join(
-        f"(SELECT {i} AS q, id, source, path, -d{i} AS score FROM scan ORDER BY d{i}, id LIMIT $2)"
-        for i in range(count))
-    return (f"WITH scan AS MATERIALIZED (SELECT id, source, path, {distances} FROM documents "
-            f"WHERE embedding IS NOT NULL AND ($1::text[] IS NULL OR source = ANY($1))) {tops}")
 
 
 class ExactScans:
@@ -50,8 +36,9 @@ class ExactScans:
     ``statements`` counts the statements sent, for tests and benchmarks.
     """
 
-    def __init__(self, pool: asyncpg.Pool, max_batch: int = MAX_BATCH) -> None:
+    def __init__(self, pool: asyncpg.Pool, window_weight: float, max_batch: int = MAX_BATCH) -> None:
         self.pool = pool
+        self.window_weight = window_weight
         self.max_batch = max_batch
         self.statements = 0
         self._pending: dict[_Key, list[_Waiter]] = {}
@@ -89,13 +76,11 @@ class ExactScans:
         try:
             async with self.pool.acquire() as conn:
                 self.statements += 1
-                if len(live) == 1:  # the plain statement: ~1 ms cheaper than the batch form for one vector
-                    answers = [list(await conn.fetch(EXACT_SQL, live[0][0], sources, limit))]
-                else:
-                    rows = await conn.fetch(batch_sql(len(live)), sources, limit, *(w[0] for w in live))
-                    answers = [[] for _ in live]
-                    for row in rows:
-                        answers[row["q"]].append(row)
+                rows = await conn.fetch(exact_sql(len(live)), sources, limit, self.window_weight,
+                                        *(w[0] for w in live))
+                answers: list[list[Any]] = [[] for _ in live]
+                for row in rows:
+                    answers[row["q"]].append(row)
         except asyncio.CancelledError:  # the loop is shutting down: so are the searches waiting
             for _, _, future in live:
                 future.cancel()

@@ -137,6 +137,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE documents ADD COLUMN prompt_tokens integer;
         """,
     ),
+    Migration(
+        5,
+        "further vectors per chunk",
+        # A chunk's head vector stays in documents.embedding; the windows over the rest of its text (an embedder
+        # sees only its first 128 word pieces) and the descriptions of the API items it documents get one row
+        # each here. The vector column is added with the embedder's dimension (bind_embedder), as for documents.
+        # Stores built before have no rows: their chunks are scored by the head alone until re-ingested (the
+        # index version changed, so the next `cairo-coder ingest` rewrites every page, reusing head vectors).
+        """
+        CREATE TABLE chunk_vectors (
+            doc_id bigint NOT NULL REFERENCES documents (id) ON DELETE CASCADE,
+            ordinal integer NOT NULL,
+            kind text NOT NULL CHECK (kind IN ('window', 'summary')),
+            source text NOT NULL,
+            PRIMARY KEY (doc_id, ordinal)
+        );
+        CREATE INDEX chunk_vectors_source_idx ON chunk_vectors (source, kind);
+        """,
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version
@@ -227,9 +246,12 @@ async def bind_embedder(conn: Conn, embedder_id: str, dimensions: int, *, for_wr
                 await conn.execute(
                     "CREATE INDEX documents_embedding_idx ON documents USING hnsw (embedding vector_cosine_ops)"
                 )
+                await _add_chunk_vector_column(conn, dimensions)
             return
         bound_id, bound_dims = bound
         if (bound_id, bound_dims) == (embedder_id, dimensions):
+            if dimensions:
+                await _add_chunk_vector_column(conn, dimensions)  # a store bound before schema 5
             return
         if not for_writing and dimensions == 0:
             return  # lexical search works on any store
@@ -240,11 +262,27 @@ async def bind_embedder(conn: Conn, embedder_id: str, dimensions: int, *, for_wr
         )
 
 
+async def _add_chunk_vector_column(conn: Conn, dimensions: int) -> None:
+    """The vector column of chunk_vectors and its HNSW index, for a bound store that lacks them (idempotent)."""
+    exists = await conn.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                          WHERE table_name = 'chunk_vectors' AND column_name = 'embedding'
+                            AND table_schema = current_schema())""")
+    if exists:
+        return
+    await conn.execute(f"ALTER TABLE chunk_vectors ADD COLUMN embedding vector({int(dimensions)}) NOT NULL")
+    await conn.execute("ALTER TABLE chunk_vectors ALTER COLUMN embedding SET STORAGE PLAIN")
+    await conn.execute(
+        "CREATE INDEX chunk_vectors_embedding_idx ON chunk_vectors USING hnsw (embedding vector_cosine_ops)")
+
+
 async def reset_embedder(conn: Conn) -> None:
     """Drop every indexed document and the embedder binding (for a re-index with another embedder)."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-        await conn.execute("TRUNCATE lexical_postings, lexical_terms, documents, pages")
+        await conn.execute("TRUNCATE lexical_postings, lexical_terms, chunk_vectors, documents, pages")
         await conn.execute("DROP INDEX IF EXISTS documents_embedding_idx")
         await conn.execute("ALTER TABLE documents DROP COLUMN IF EXISTS embedding")
+        await conn.execute("DROP INDEX IF EXISTS chunk_vectors_embedding_idx")
+        await conn.execute("ALTER TABLE chunk_vectors DROP COLUMN IF EXISTS embedding")
         await conn.execute("DELETE FROM store_info WHERE key IN ('embedder', 'dimensions')")

@@ -14,7 +14,7 @@ from cairo_coder.store.database import Conn
 from cairo_coder.tokens import count_tokens
 
 # The tables written here that searches read (what DocumentStore.vacuum maintains after an ingestion).
-SEARCHED_TABLES = ("documents", "lexical_postings", "lexical_terms", "pages")
+SEARCHED_TABLES = ("documents", "chunk_vectors", "lexical_postings", "lexical_terms", "pages")
 
 
 @dataclass
@@ -33,7 +33,13 @@ class ChunkRecord:
     token_count: int  # lexical terms (BM25 document length)
     symbols: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
-    embedding: list[float] | None = None
+    embedding: list[float] | None = None  # the head vector: heading trail and the start of the chunk
+    # Descriptions of the API items the chunk documents ("get contract address: Returns the address of the
+    # contract being executed."), embedded as further vectors: a question that describes what an item does finds
+    # it by them, without naming it.
+    summaries: list[str] = field(default_factory=list)
+    # The further vectors (kind "window" or "summary"), ordinals 1.. in this order; set by the ingester.
+    extra_vectors: list[tuple[str, list[float]]] = field(default_factory=list)
 
 
 async def delete_page_chunks(conn: Conn, source: str, paths: list[str]) -> int:
@@ -96,6 +102,8 @@ async def insert_chunks(
     )
     rows = await conn.fetch(sql, *values)
     id_of = {r["chunk_number"]: r["id"] for r in rows}
+    if with_vectors:
+        await insert_extra_vectors(conn, source, [(id_of[c.chunk_number], c.extra_vectors) for c in chunks])
     postings = []
     df: Counter[str] = Counter()
     for c in chunks:
@@ -112,6 +120,21 @@ async def insert_chunks(
            ON CONFLICT (term) DO UPDATE SET df = lexical_terms.df + EXCLUDED.df""",
         list(df.keys()),
         list(df.values()),
+    )
+
+
+async def insert_extra_vectors(conn: Conn, source: str,
+                               chunks: list[tuple[int, list[tuple[str, list[float]]]]]) -> None:
+    """A chunk's further vectors (ordinals 1.., after its head vector in documents)."""
+    rows = [(doc_id, ordinal, kind, _vector_literal(vector))
+            for doc_id, extras in chunks for ordinal, (kind, vector) in enumerate(extras, start=1)]
+    if not rows:
+        return
+    await conn.execute(
+        """INSERT INTO chunk_vectors (doc_id, ordinal, kind, source, embedding)
+           SELECT u.d, u.o, u.k, $4, u.v::vector FROM unnest($1::bigint[], $2::int[], $3::text[], $5::text[])
+             AS u(d, o, k, v)""",
+        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], source, [r[3] for r in rows],
     )
 
 
