@@ -7,13 +7,15 @@ its own transaction with its ``pages`` row last, so an interrupted run resumes w
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cairo_coder.config import Settings, SourceConfig
 from cairo_coder.embeddings import chunk_windows
@@ -137,12 +139,27 @@ class Ingester:
         started = time.perf_counter()
         tree = self.tree_for(source, from_dir)
         report.commit = tree.commit
-        resolver = IncludeResolver(tree.root, tree.include_roots)
-        embedder_id = self.store.embedder.id
+        writer = _Writer()
+        try:
+            await self._ingest_tree(source, tree, report, writer)
+        except asyncio.CancelledError:
+            writer.cancel()
+            raise
+        except BaseException:
+            # A later batch failed: the one being written still completes, so that a re-run resumes after it.
+            await writer.settle()
+            raise
+        report.seconds = time.perf_counter() - started
+        return report
+
+    async def _ingest_tree(self, source: SourceConfig, tree: SourceTree, report: SourceReport,
+                           writer: _Writer) -> None:
         stored = await self.store.page_hashes(source.id)
         files = discover(tree.root, source)
         seen: set[str] = set()
         pending: list[PageRecord] = []
+        resolver = IncludeResolver(tree.root, tree.include_roots)
+        embedder_id = self.store.embedder.id
         for done, rel in enumerate(files, start=1):
             try:
                 if source.url_style == "corelib":
@@ -168,31 +185,32 @@ class Ingester:
                     report.new += 1
                 pending.append(record)
             if sum(len(p.chunks) for p in pending) >= self.settings.ingest.write_batch_size:
-                report.embedded_chunks += await self._flush(source.id, pending, tree.commit)
+                report.embedded_chunks += await self._embed(source.id, pending)
+                # The batch is written while the next one is read and embedded (the embedder runs in a worker
+                # thread): the database's time hides behind the model's. One write in flight at a time.
+                await writer.wait()
+                writer.start(self._write(source.id, pending, tree.commit))
                 pending = []
             if self.progress:
                 self.progress(source.id, done, len(files))
-        report.embedded_chunks += await self._flush(source.id, pending, tree.commit)
+        report.embedded_chunks += await self._embed(source.id, pending)
+        await writer.wait()
+        await self._write(source.id, pending, tree.commit)
         gone = sorted(set(stored) - seen)
         if gone:
             await self.store.delete_pages(source.id, gone)
             report.deleted = len(gone)
         if report.new or report.updated or report.deleted:
             await self.store.vacuum()  # fresh visibility map and statistics for the searches that follow
-        report.seconds = time.perf_counter() - started
-        return report
 
-    async def _flush(self, source: str, pages: list[PageRecord], commit: str | None) -> int:
-        """Embed the chunks of changed pages (reusing unchanged chunks' vectors), then write page by page.
+    async def _embed(self, source: str, pages: list[PageRecord]) -> int:
+        """Embed the chunks of changed pages, reusing unchanged chunks' vectors; returns the texts embedded.
 
         Each chunk gets its head vector and further vectors: windows over the text its head does not reach, and
-        the descriptions of the API items it documents (see embeddings.chunk_windows). Returns the number of
-        texts embedded."""
-        if not pages:
-            return 0
+        the descriptions of the API items it documents (see embeddings.chunk_windows)."""
         embedded = 0
         embedder = self.store.embedder
-        if embedder.dimensions:
+        if pages and embedder.dimensions:
             known = await self.store.chunk_embeddings(source, [page.path for page in pages])
             texts: list[str] = []
             # record, index of its first text, whether that text is its head, the kinds of its further vectors
@@ -221,6 +239,34 @@ class Ingester:
                         first += 1
                     record.extra_vectors = list(zip(kinds, vectors[first : first + len(kinds)], strict=True))
                 embedded = len(texts)
+        return embedded
+
+    async def _write(self, source: str, pages: list[PageRecord], commit: str | None) -> None:
         for page in pages:
             await self.store.write_page(source, page.path, page.page_hash, page.title, page.url, page.chunks, commit)
-        return embedded
+
+
+class _Writer:
+    """The one batch write in flight while the next batch is embedded."""
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, write: Coroutine[Any, Any, None]) -> None:
+        self._task = asyncio.ensure_future(write)
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            task, self._task = self._task, None
+            await task
+
+    async def settle(self) -> None:
+        """Wait for the write in flight, if any, logging (not raising) its failure: the caller has its own."""
+        try:
+            await self.wait()
+        except Exception:
+            logger.exception("writing a batch of pages failed too")
+
+    def cancel(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
