@@ -14,6 +14,7 @@ import math
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,10 @@ class ItemResult:
     ranked: list[RankedPage]
     rank: int | None  # 1-based rank of the first relevant page in the top 10, None if absent
 
+    @cached_property
+    def language(self) -> str:
+        return detect_language(self.item.query)
+
 
 @dataclass
 class EvalReport:
@@ -105,7 +110,7 @@ class EvalReport:
     def by_language(self) -> dict[str, dict[str, float]]:
         groups: dict[str, list[ItemResult]] = defaultdict(list)
         for r in self.results:
-            groups[detect_language(r.item.query)].append(r)
+            groups[r.language].append(r)
         return {language: {"n": len(rows), **self.metrics(rows)} for language, rows in sorted(groups.items())}
 
     def by_source(self) -> dict[str, dict[str, float]]:
@@ -130,7 +135,7 @@ class EvalReport:
                     "id": r.item.id,
                     "rank": r.rank,
                     "origin": r.item.origin,
-                    "language": detect_language(r.item.query),
+                    "language": r.language,
                     "ranked": [{"source": p.source, "path": p.path, "url": p.url, "score": p.score}
                                for p in r.ranked],
                 }
@@ -193,7 +198,12 @@ class Comparison:
         return {"wins": rows(self.wins), "losses": rows(self.losses), "unchanged": self.unchanged,
                 "only_before": self.only_before, "only_after": self.only_after,
                 "metrics_before": self.metrics_before, "metrics_after": self.metrics_after,
-                "sign_test_p": round(sign_test(len(self.wins), len(self.losses)), 4)}
+                "sign_test_p": self.p_value}
+
+    @property
+    def p_value(self) -> float:
+        """The sign test of wins against losses, rounded for reports."""
+        return round(sign_test(len(self.wins), len(self.losses)), 4)
 
 
 def _key(rank: int | None) -> int:

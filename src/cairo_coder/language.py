@@ -48,25 +48,17 @@ def prose(text: str) -> str:
     return _CODE_RE.sub(" ", text)
 
 
+# Unicode blocks whose letters name the language (or its script) outright.
+_SCRIPTS: tuple[tuple[int, int, str], ...] = (
+    (0x4E00, 0x9FFF, "han"), (0x3400, 0x4DBF, "han"), (0x3040, 0x30FF, "ja"), (0xAC00, 0xD7AF, "ko"),
+    (0x0400, 0x04FF, "ru"), (0x0600, 0x06FF, "ar"), (0x0590, 0x05FF, "he"), (0x0900, 0x097F, "hi"),
+    (0x0E00, 0x0E7F, "th"),
+)
+
+
 def _script(char: str) -> str | None:
     code = ord(char)
-    if 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF:
-        return "han"
-    if 0x3040 <= code <= 0x30FF:
-        return "ja"
-    if 0xAC00 <= code <= 0xD7AF:
-        return "ko"
-    if 0x0400 <= code <= 0x04FF:
-        return "ru"
-    if 0x0600 <= code <= 0x06FF:
-        return "ar"
-    if 0x0590 <= code <= 0x05FF:
-        return "he"
-    if 0x0900 <= code <= 0x097F:
-        return "hi"
-    if 0x0E00 <= code <= 0x0E7F:
-        return "th"
-    return None
+    return next((name for low, high, name in _SCRIPTS if low <= code <= high), None)
 
 
 def detect_language(text: str) -> str:

@@ -248,7 +248,7 @@ def test_cli_eval_retrieval_of_an_agent_compare_and_languages(corpus: Corpus, tm
     ranks = {item["id"]: item["rank"] for item in report["items"]}
     assert ranks["a-1"] is not None and ranks["a-1"] <= 3, report["items"][0]
     comparison = report["comparison"]
-    assert comparison["wins"] + comparison["losses"] or comparison["unchanged"] == 3
+    assert len(comparison["wins"]) + len(comparison["losses"]) + comparison["unchanged"] == 3
     before = {item["id"]: item["rank"] for item in raw_report["items"]}
     assert {c["id"] for c in comparison["wins"]} == {i for i in ranks if (ranks[i] or 11) < (before[i] or 11)}
     text = _cli(corpus, "eval", "retrieval", "--dataset", str(dataset), "--compare", str(tmp_path / "raw.json"),

@@ -81,6 +81,19 @@ async def test_migrations_apply_once_and_record_version(db_url: str) -> None:
         await conn.close()
 
 
+async def test_search_reads_the_messages_hex_felts_encode(db_url: str, tmp_path: Path,
+                                                          local_embedder: LocalEmbedder) -> None:
+    """Error output pasted as the question: the message a hex felt encodes is searched, in every mode."""
+    store = await _ingested_store(db_url, tmp_path, local_embedder)
+    try:
+        pasted = f"[FAIL] my_test\n\nFailure data:\n    0x{b'Manifest Format edition'.hex()}\n"
+        for mode in ("lexical", "hybrid"):
+            results = await store.search(pasted, k=3, mode=mode)  # type: ignore[arg-type]
+            assert results and results[0].document.metadata.path == "reference/manifest.md", mode
+    finally:
+        await store.close()
+
+
 async def test_search_on_an_empty_store_returns_nothing(db_url: str, local_embedder: LocalEmbedder) -> None:
     settings = make_settings(db_url)
     store = await DocumentStore.open(settings.database, local_embedder, settings.search)

@@ -109,3 +109,11 @@ def test_without_the_tokenizer_file_budgets_hold_by_a_conservative_estimate(monk
         tokens.encoding.cache_clear()
         tokens.count_tokens_cached.cache_clear()
     assert tokens.encoding() is not None
+
+
+def test_token_offsets_cover_the_text_token_by_token() -> None:
+    text = "fn main() {\n    let x: u256 = 0x1234; // déjà vu\n}\n" * 3
+    spans = tokens.token_offsets(text)
+    assert len(spans) == count_tokens(text)
+    assert spans[0][0] == 0 and spans[-1][1] == len(text)
+    assert all(a < b for a, b in spans) and all(spans[i][1] == spans[i + 1][0] for i in range(len(spans) - 1))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -25,6 +25,9 @@ from cairo_coder.cli.common import (
 )
 from cairo_coder.config import Settings, masked
 from cairo_coder.types import DocumentSource
+
+if TYPE_CHECKING:
+    from cairo_coder.evaluation import Comparison
 
 # ------------------------------------------------------------------------------------------------ config
 
@@ -239,7 +242,7 @@ def eval_retrieval(
       cairo-coder eval retrieval -d retrieval_dev.jsonl --compare before.json
       CAIRO_CODER_MODEL=openai/gpt-4o-mini cairo-coder eval retrieval -d retrieval_dev.jsonl --agent cairo-coder
     """
-    from cairo_coder.evaluation import CHUNKS_PER_QUERY, compare, evaluate, load_dataset, load_report
+    from cairo_coder.evaluation import CHUNKS_PER_QUERY, DatasetError, compare, evaluate, load_dataset, load_report
 
     settings = _settings()
     chosen_mode = mode or settings.search.mode
@@ -247,7 +250,12 @@ def eval_retrieval(
         _fail(f"--mode must be hybrid, dense or lexical, not {chosen_mode!r}", 2)
     if agent is not None and agent not in settings.agents:
         _fail(f"unknown agent {agent!r}; known agents: {', '.join(sorted(settings.agents))}", 2)
-    earlier = load_report_or_fail(compare_with, load_report) if compare_with else None
+    earlier = None
+    if compare_with is not None:
+        try:
+            earlier = load_report(compare_with)
+        except DatasetError as exc:
+            _fail(str(exc), 2)
 
     async def run() -> Any:
         items = load_dataset(dataset)
@@ -295,17 +303,10 @@ def eval_retrieval(
                       highlight=False, markup=False)
 
 
-def load_report_or_fail(path: Path, loader: Any) -> dict[str, Any]:
-    try:
-        report: dict[str, Any] = loader(path)
-    except Exception as exc:  # DatasetError: a clear message, exit code 2
-        _fail(str(exc), 2)
-    return report
-
-
 def _agent_retrieval(settings: Settings, store: Any, agent_id: str, mode: str) -> Any:
-    # ``mode``: the --mode given, or "" for the agent's own (the configured search.mode).
-    """The agent's own retrieval stage as a search function (query processing needs its model: checked first)."""
+    """The agent's own retrieval stage as a search function (query processing needs its model: checked first).
+
+    ``mode``: the --mode given, or "" for the agent's own (the configured search.mode)."""
     from cairo_coder.agents import AgentFactory
     from cairo_coder.llm import NOT_CONFIGURED_HINT, LLMNotConfiguredError
 
@@ -325,11 +326,10 @@ def _agent_retrieval(settings: Settings, store: Any, agent_id: str, mode: str) -
     return search_fn
 
 
-def _print_comparison(comparison: Any) -> None:
+def _print_comparison(comparison: Comparison) -> None:
     before, after = comparison.metrics_before, comparison.metrics_after
     out.print(f"[bold]Against the earlier report[/] ({len(comparison.wins)} wins, {len(comparison.losses)} losses, "
-              f"{comparison.unchanged} unchanged; sign test p = {comparison.to_json()['sign_test_p']})",
-              highlight=False)
+              f"{comparison.unchanged} unchanged; sign test p = {comparison.p_value})", highlight=False)
     out.print("  " + "  ".join(f"{name} {before[name]:.3f} -> {after[name]:.3f}" for name in after), highlight=False)
     for label, changes in (("wins", comparison.wins), ("losses", comparison.losses)):
         if changes:

@@ -120,21 +120,23 @@ class DocumentStore:
         hashes mean equal embedded text, hence equal vectors."""
         if not self.embedder.dimensions or not paths:
             return {}
-        rows = await self.pool.fetch(
-            """SELECT d.content_hash, d.embedding,
-                      coalesce((SELECT array_agg(v.kind ORDER BY v.ordinal) FROM chunk_vectors v
-                                WHERE v.doc_id = d.id), '{}') AS kinds,
-                      coalesce((SELECT array_agg(v.embedding::text ORDER BY v.ordinal) FROM chunk_vectors v
-                                WHERE v.doc_id = d.id), '{}') AS extras
-               FROM documents d
-               WHERE d.source = $1 AND d.path = ANY($2::text[]) AND d.embedding IS NOT NULL""",
-            source,
-            paths,
-        )
-        return {r["content_hash"]: (_as_list(r["embedding"]),
-                                    [(kind, _parse_vector(text)) for kind, text in zip(r["kinds"], r["extras"],
-                                                                                       strict=True)])
-                for r in rows}
+        async with self.pool.acquire() as conn:
+            heads = await conn.fetch(
+                """SELECT id, content_hash, embedding FROM documents
+                   WHERE source = $1 AND path = ANY($2::text[]) AND embedding IS NOT NULL""",
+                source,
+                paths,
+            )
+            further = await conn.fetch(
+                """SELECT v.doc_id, v.kind, v.embedding FROM chunk_vectors v JOIN documents d ON d.id = v.doc_id
+                   WHERE d.source = $1 AND d.path = ANY($2::text[]) ORDER BY v.doc_id, v.ordinal""",
+                source,
+                paths,
+            )
+        extras: dict[int, list[tuple[str, list[float]]]] = {}
+        for r in further:
+            extras.setdefault(r["doc_id"], []).append((r["kind"], _as_list(r["embedding"])))
+        return {r["content_hash"]: (_as_list(r["embedding"]), extras.get(r["id"], [])) for r in heads}
 
     async def write_page(
         self,
@@ -344,9 +346,8 @@ class DocumentStore:
         # Without a similarity floor the first k are the answer; with one, any candidate may be needed.
         ids = [doc_id for doc_id, _ in (scored if min_similarity is not None else scored[:k])]
         # The chunk's dense score (see search.py): its head and its best further vector, weighed.
-        similarity = ("""$3 * greatest(-(d.embedding <#> $2), coalesce((SELECT max(-(v.embedding <#> $2))
-                           FROM chunk_vectors v WHERE v.doc_id = d.id), -(d.embedding <#> $2)))
-                         + (1 - $3) * -(d.embedding <#> $2)""" if vector is not None else "NULL::float8")
+        best = "(SELECT max(-(v.embedding <#> $2)) FROM chunk_vectors v WHERE v.doc_id = d.id)"
+        similarity = rank.dense_score_sql("$3", "-(d.embedding <#> $2)", best) if vector is not None else "NULL::float8"
         params: list[Any] = [ids] + ([vector, self.search_settings.window_weight] if vector is not None else [])
         rows = await conn.fetch(
             f"""SELECT d.id, d.chunk_id, d.source, d.path, d.title, d.section, d.url, d.chunk_number, d.content,
@@ -425,11 +426,6 @@ def _to_result(row: asyncpg.Record, score: float) -> SearchResult:
     )
     return SearchResult(document=Document(content=row["content"], metadata=meta), score=score,
                         chunk_id=row["chunk_id"])
-
-
-def _parse_vector(text: str) -> list[float]:
-    """pgvector's text form "[0.1,0.2,...]" as floats."""
-    return [float(x) for x in text.strip("[]").split(",")] if text.strip("[]") else []
 
 
 def _as_list(vector: Any) -> list[float]:

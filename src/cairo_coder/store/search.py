@@ -64,7 +64,13 @@ def tsvector_literal(terms_in_order: Sequence[str], title_terms: set[str]) -> st
 # HNSW: the nearest heads and the nearest further vectors (each approximate); a chunk's best vector is the nearest
 # of its vectors that either index scan found (its head is always scored). Scoring every candidate's further
 # vectors exactly instead cost ~1 ms more per search and changed no eval figure.
-HNSW_SQL = """
+def dense_score_sql(weight: str, head: str, best: str) -> str:
+    """The SQL expression of a chunk's dense score from its head's cosine and its best further vector's (NULL
+    when it has none): the one formula that the HNSW and exact rankings and the reported similarity share."""
+    return f"{weight} * greatest({head}, coalesce({best}, {head})) + (1 - {weight}) * {head}"
+
+
+HNSW_SQL = f"""
     WITH heads AS (SELECT id, embedding <#> $1 AS d FROM documents
                    WHERE embedding IS NOT NULL AND ($2::text[] IS NULL OR source = ANY($2))
                    ORDER BY embedding <=> $1 LIMIT $3),
@@ -72,8 +78,7 @@ HNSW_SQL = """
                    WHERE ($2::text[] IS NULL OR source = ANY($2))
                    ORDER BY embedding <=> $1 LIMIT $3),
          cand AS (SELECT id, min(d) AS d FROM (SELECT * FROM heads UNION ALL SELECT * FROM parts) u GROUP BY id)
-    SELECT c.id, doc.source, doc.path,
-           $4 * greatest(-c.d, -(doc.embedding <#> $1)) + (1 - $4) * -(doc.embedding <#> $1) AS score
+    SELECT c.id, doc.source, doc.path, {dense_score_sql("$4", "-(doc.embedding <#> $1)", "-c.d")} AS score
     FROM cand c JOIN documents doc ON doc.id = c.id
     ORDER BY score DESC, c.id LIMIT $3"""
 
@@ -89,8 +94,7 @@ def exact_sql(count: int) -> str:
     vectors = [f"${i + 4}" for i in range(count)]
     heads = ", ".join(f"-(embedding <#> {v}) AS h{i}" for i, v in enumerate(vectors))
     parts = ", ".join(f"max(-(embedding <#> {v})) AS w{i}" for i, v in enumerate(vectors))
-    scores = ", ".join(f"$3 * greatest(h.h{i}, coalesce(p.w{i}, h.h{i})) + (1 - $3) * h.h{i} AS s{i}"
-                       for i in range(count))
+    scores = ", ".join(f"{dense_score_sql('$3', f'h.h{i}', f'p.w{i}')} AS s{i}" for i in range(count))
     tops = " UNION ALL ".join(
         f"(SELECT {i} AS q, id, source, path, s{i} AS score FROM scan ORDER BY s{i} DESC, id LIMIT $2)"
         for i in range(count))
