@@ -92,6 +92,9 @@ class FakeOpenAI:
         self.log_requests = True
         self.reject_base64 = False
         self.stream_outcomes: list[str] = []  # per streamed chat answer: "completed" or "aborted"
+        # Faults, one per chat request (before the default behaviour): see ``_fault``.
+        self.chat_faults: deque[str] = deque()
+        self.hang_seconds = 10.0
         self._lock = threading.Lock()
         owner = self
 
@@ -121,6 +124,8 @@ class FakeOpenAI:
                     queue = owner.chat_failures if "chat/completions" in self.path else deque()
                     status = queue.popleft() if queue else (owner.failures.popleft() if owner.failures else 0)
                     stall = owner.chat_stalls.popleft() if owner.chat_stalls and "chat/completions" in self.path else 0
+                    fault = owner.chat_faults.popleft() if owner.chat_faults and "chat/completions" in self.path \
+                        and not status else ""
                 if stall:
                     time.sleep(stall)  # past the client's timeout: it gives up (and may retry) before the answer
                 if status:
@@ -148,31 +153,72 @@ class FakeOpenAI:
                 if self.path.endswith("/chat/completions"):
                     if owner.chat_delay:
                         time.sleep(owner.chat_delay)
-                    self._chat(body)
+                    self._chat(body, fault)
                     return
                 self._send(404, {"error": {"message": "not found"}})
 
-            def _chat(self, body: dict[str, Any]) -> None:
-                content = owner.completion_text(body)
+            def _fault(self, fault: str) -> bool:
+                """Faults that replace the whole answer: ``garbage`` (200, not JSON), ``hang`` (never answers
+                until the client gives up), ``reset`` (the connection closes before any answer)."""
+                if fault == "garbage":
+                    data = b"<html>502 Bad Gateway from some proxy</html>"
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return True
+                if fault == "hang":
+                    time.sleep(owner.hang_seconds)
+                    self.close_connection = True
+                    return True
+                if fault == "reset":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return True
+                return False
+
+            def _chat(self, body: dict[str, Any], fault: str = "") -> None:
+                """Faults that change the answer: ``empty_choices`` (200 with ``choices: []``), ``empty`` (no
+                content), ``length`` (cut at half, finish_reason "length"), ``cut`` (a stream that stops half
+                way: no finish_reason, no [DONE])."""
+                if self._fault(fault):
+                    return
+                content = "" if fault == "empty" else owner.completion_text(body)
                 usage = owner.usage_for(body, content)
+                finish = "stop"
+                if fault in ("length", "cut"):
+                    content, finish = content[: len(content) // 2], "length"
                 base = {"id": f"chatcmpl-{len(owner.requests)}", "created": int(time.time()),
                         "model": body.get("model", "fake-model")}
                 if not body.get("stream"):
-                    self._send(200, {**base, "object": "chat.completion", "usage": usage, "choices": [
-                        {"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content}}]})
+                    choices = [] if fault == "empty_choices" else [
+                        {"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": content}}]
+                    self._send(200, {**base, "object": "chat.completion", "usage": usage, "choices": choices})
                     return
                 self.send_response(200)
                 self.send_header("content-type", "text/event-stream")
                 self.send_header("cache-control", "no-cache")
                 self.send_header("connection", "close")
+                if fault == "cut":  # framed as real providers frame streams, so that a cut is visible
+                    self.send_header("transfer-encoding", "chunked")
                 self.end_headers()
                 chunks = [content[i:i + owner.chunk_size] for i in range(0, len(content), owner.chunk_size)]
                 events = [{**base, "object": "chat.completion.chunk", "choices": [
                     {"index": 0, "delta": {"role": "assistant", "content": piece} if i == 0 else {"content": piece},
                      "finish_reason": None}]} for i, piece in enumerate(chunks)]
+                if fault == "empty_choices":
+                    events = [{**base, "object": "chat.completion.chunk", "choices": []}]
+                if fault == "cut":  # the connection drops mid-stream: no finish, no usage, no [DONE], no last chunk
+                    for event in events:
+                        data = f"data: {json.dumps(event)}\n\n".encode()
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                    self.wfile.flush()
+                    self.close_connection = True
+                    owner.stream_outcomes.append("cut")
+                    return
                 events.append({**base, "object": "chat.completion.chunk",
-                               "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                               "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
                 if (body.get("stream_options") or {}).get("include_usage"):
                     events.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
                 try:
@@ -215,6 +261,7 @@ class FakeOpenAI:
         self.chat_stalls.clear()
         self.fields.clear()
         self.stream_outcomes.clear()
+        self.chat_faults.clear()
         self.retry_after = "0"
         self.delay = self.chat_delay = self.chunk_delay = 0.0
         self.chunk_size = 12

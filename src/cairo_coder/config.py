@@ -54,6 +54,9 @@ class DatabaseSettings(_Section):
     pool_min_size: int = Field(default=1, ge=0, le=100)
     pool_max_size: int = Field(default=10, ge=1, le=500)
     connect_timeout: float = Field(default=10.0, gt=0)
+    # How long one operation retries a lost or restarting database (fresh connections, jittered backoff) before
+    # the request gets 503 database_unavailable.
+    retry_seconds: float = Field(default=5.0, ge=0, le=300)
 
     @field_validator("url")
     @classmethod
@@ -139,9 +142,15 @@ class ServerSettings(_Section):
     max_messages: int = Field(default=100, ge=1)
     max_message_chars: int = Field(default=100_000, ge=1)
     max_concurrent_requests: int = Field(default=64, ge=1)
+    # Seconds a client may take to send its request line and headers, and then between two parts of its body:
+    # a half-sent request is closed (headers) or answered 408 (body) instead of holding a connection forever.
+    read_timeout: float = Field(default=30.0, gt=0, le=3600)
+    # Web pages (origins, e.g. "https://app.example.com") allowed to call the API from a browser, CORS included;
+    # "*" allows every page. Empty: only the server's own pages (security.py, SECURITY.md).
     cors_origins: list[str] = Field(default_factory=list)
-    # Host header values /mcp accepts besides localhost (DNS-rebinding protection), e.g. the name a reverse
-    # proxy forwards; "name" also accepts "name:<any port>". Empty: protection only when bound to loopback.
+    # Host header values accepted besides loopback (DNS-rebinding protection of every route), e.g. the name a
+    # reverse proxy forwards; "name" also accepts "name:<any port>"; "*" turns the check off. Empty: checked
+    # when bound to loopback or a specific address, not when bound to every interface (0.0.0.0).
     allowed_hosts: list[str] = Field(default_factory=list)
     ingest_on_start: bool = True
     insights: bool = True
@@ -180,6 +189,8 @@ class LLMSettings(_Section):
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(default=4096, ge=16, le=200_000)
     retries: int = Field(default=3, ge=0, le=10)
+    # The longest wait before a retry: a provider's Retry-After beyond it is passed on to the client at once.
+    max_retry_wait: float = Field(default=20.0, ge=0, le=600)
     timeout: float = Field(default=120.0, gt=0)
     cache: bool = False
     # DSPy's LM backend: "litellm" (every LiteLLM provider) or "lm15" (DSPy's native client: less CPU per call).

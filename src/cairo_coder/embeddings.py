@@ -254,8 +254,7 @@ class RemoteEmbedder:
         return key
 
     async def _call(self, batch: list[str]) -> list[list[float]]:
-        os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        import litellm
+        import litellm  # offline cost map: see cairo_coder/__init__.py
 
         # Retries are ours (below), so that backoff and the final message are the same for every provider.
         kwargs: dict[str, Any] = {"model": self.settings.model, "input": batch, "max_retries": 0}

@@ -4,21 +4,37 @@ Model choice, most specific first: ``CAIRO_CODER_MODEL`` (forces every stage) > 
 stage > ``llm.chat_model`` / ``llm.fast_model`` > ``llm.model``. Fast stages (query processing, retrieval judge,
 suggestions) fall back to the agent's and then the global chat model, so one configured model serves everything.
 
-Retries are DSPy's: rate limits, 5xx, timeouts and transport errors are retried ``llm.retries`` times with
-exponential backoff (or the provider's Retry-After), and never after any token of a stream was shown. LiteLLM's
-and the OpenAI SDK's own retries are switched off so that one setting controls the number of attempts.
+Retries are cairo-coder's (llm_calls.py): rate limits, 5xx, timeouts and transport errors are retried
+``llm.retries`` times after the provider's Retry-After (else jittered exponential backoff), never longer than
+``llm.max_retry_wait`` per wait, and never after any token of a stream was shown. DSPy's, LiteLLM's and the
+OpenAI SDK's own retries are switched off so that one setting controls the number of attempts and error messages
+can say how many were made.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
+import re
 import threading
+import warnings
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Literal
+
+import dspy
 
 from cairo_coder.config import LLMSettings, provider_of
 from cairo_coder.types import AgentConfiguration, Usage
+
+logger = logging.getLogger(__name__)
+# CheckedLM uses DSPy 3.4's LM.aforward hook on purpose (pinned below 3.5, where an engine must replace it); the
+# deprecation notice would otherwise reach every server log.
+warnings.filterwarnings("ignore", message="Implementing custom LMs through BaseLM", category=DeprecationWarning)
 
 Stage = Literal["query_processing", "generation", "retrieval_judge", "suggestions"]
 FAST_STAGES: frozenset[str] = frozenset({"query_processing", "retrieval_judge", "suggestions"})
@@ -75,35 +91,153 @@ class LLMRequestError(LLMError):
 
 
 class LLMOutputError(LLMError):
-    """The model's answer could not be parsed into the program's output fields."""
+    """The model's answer could not be used: no choices, or not parseable into the program's output fields."""
 
     kind = "llm_bad_output"
 
 
+class LLMIncompleteError(LLMError):
+    """The model's streamed answer broke off after part of it was shown (connection lost mid-stream)."""
+
+    kind = "llm_incomplete"
+
+
+RETRYABLE: tuple[type[LLMError], ...] = (LLMRateLimitError, LLMUnavailableError)
+_SDK_PREFIX = re.compile(r"^(?:\[[^\]]*\]\s*)?(?:(?:litellm\.\w+|\w*(?:Error|Exception))\s*[:-]\s*)*")
+MAX_DETAIL = 240
+
+
+def provider_detail(exc: BaseException) -> str:
+    """What the provider said, without the client libraries' class names, retry counters and fix-it hints."""
+    text = str(getattr(exc, "message", None) or exc)
+    text = text.split("\n\n  To fix:", 1)[0].split("LiteLLM Retried:", 1)[0]
+    text = _SDK_PREFIX.sub("", text.strip()).strip().rstrip(".")
+    text = " ".join(text.split())
+    return text[:MAX_DETAIL] + ("..." if len(text) > MAX_DETAIL else "") if text else type(exc).__name__
+
+
 def translate_error(exc: BaseException) -> LLMError | None:
-    """Map DSPy/LiteLLM exceptions to our precise types (None: not a language-model error)."""
+    """Map DSPy/LiteLLM exceptions to our precise types (None: not a language-model error). Messages quote the
+    provider's words, never a client library's class names or the model's raw output."""
     if isinstance(exc, LLMError):
         return exc
     from dspy.utils import exceptions as dx
 
     model = getattr(exc, "model", None)
-    retry_after = getattr(exc, "retry_after", None)
-    detail = getattr(exc, "message", None) or str(exc)
     where = f" ({model})" if model else ""
+    if isinstance(exc, dx.AdapterParseError):
+        logger.debug("unparseable model output: %s", exc)
+        signature = getattr(exc, "signature", None)
+        fields = ", ".join(signature.output_fields) if signature is not None else "?"
+        return LLMOutputError(f"the language model's answer{where} did not have the expected fields ({fields})",
+                              model=model)
+    if not isinstance(exc, dx.LMError):
+        return None
+    detail = provider_detail(exc)
+    retry_after = retry_after_of(exc)
     if isinstance(exc, dx.LMRateLimitError):
-        return LLMRateLimitError(f"the language model{where} is rate-limiting requests: {detail}",
+        return LLMRateLimitError(f"the language model provider{where} is rate-limiting requests: {detail}",
                                  model=model, retry_after=retry_after)
     if isinstance(exc, dx.LMAuthError | dx.LMBillingError | dx.LMNotConfiguredError):
         return LLMAuthError(f"the language model provider{where} rejected the credentials: {detail}", model=model)
     if isinstance(exc, dx.LMInvalidRequestError):
         return LLMRequestError(f"the language model provider{where} rejected the request: {detail}", model=model)
-    if isinstance(exc, dx.LMTimeoutError | dx.LMServerError | dx.LMTransportError | dx.LMProviderError):
-        return LLMUnavailableError(f"the language model{where} is unavailable: {detail}", model=model)
-    if isinstance(exc, dx.AdapterParseError):
-        return LLMOutputError(f"the language model's answer could not be parsed: {str(exc)[:300]}", model=model)
-    if isinstance(exc, dx.LMError):
-        return LLMUnavailableError(f"the language model call failed{where}: {detail}", model=model)
+    if isinstance(exc, dx.LMTimeoutError):
+        return LLMUnavailableError(f"the language model{where} did not answer in time: {detail}", model=model,
+                                   retry_after=retry_after)
+    return LLMUnavailableError(f"the language model{where} is unavailable: {detail}", model=model,
+                               retry_after=retry_after)
+
+
+def retry_after_of(exc: BaseException) -> float | None:
+    """The provider's Retry-After (seconds), found on the exception or the ones it wraps, or None."""
+    from dspy.clients._http import finite_seconds, retry_after_seconds
+
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        value: float | None = finite_seconds(getattr(seen, "retry_after", None))
+        if value is not None:
+            return value
+        for headers in (getattr(seen, "litellm_response_headers", None),
+                        getattr(getattr(seen, "response", None), "headers", None), getattr(seen, "headers", None)):
+            if headers is not None and hasattr(headers, "get"):
+                value = retry_after_seconds(headers.get("retry-after") or headers.get("Retry-After"))
+                if value is not None:
+                    return value
+        seen = seen.__cause__ or seen.__context__
     return None
+
+
+@dataclass
+class CallOutcome:
+    """What the model calls of one stage reported beyond their text."""
+
+    truncated: bool = False  # a response stopped at max_tokens
+    attempts: int = 0
+
+
+_OUTCOME: ContextVar[CallOutcome | None] = ContextVar("cairo_coder_call_outcome", default=None)
+
+
+@contextmanager
+def observe_calls() -> Iterator[CallOutcome]:
+    """Collect the outcome of the model calls made inside (tasks started inside share the same object)."""
+    outcome = CallOutcome()
+    token = _OUTCOME.set(outcome)
+    try:
+        yield outcome
+    finally:
+        # ValueError: an async generator closed from another context (its consumer's task is gone)
+        with suppress(ValueError):
+            _OUTCOME.reset(token)
+
+
+def _finish_reasons(result: Any) -> list[Any]:
+    """The finish reasons of a DSPy call result: native responses (lm15 engine) or the provider's raw choices
+    (the LiteLLM engine). Read before DSPy's legacy projection, which reports every native answer as "stop"."""
+    if getattr(result, "responses", None):
+        return [getattr(r, "finish_reason", None) for r in result.responses]
+    raw = getattr(result, "raw", None)
+    choices = getattr(raw, "choices", None)
+    if choices is None and isinstance(raw, dict):
+        choices = raw.get("choices")
+    return [getattr(c, "finish_reason", None) or (c.get("finish_reason") if isinstance(c, dict) else None)
+            for c in choices or []]
+
+
+def _checked(result: Any) -> Any:
+    response = result.provider_response()
+    choices = getattr(response, "choices", None)
+    if choices is None and isinstance(response, dict):
+        choices = response.get("choices")
+    if not choices:
+        raise LLMOutputError("the language model returned no answer (a response without choices)")
+    outcome = _OUTCOME.get()
+    if outcome is not None and "length" in _finish_reasons(result):
+        outcome.truncated = True
+    return response
+
+
+class CheckedLM(dspy.LM):
+    """``dspy.LM`` whose responses are checked: a response without choices (a 200 with ``choices: []``) is a
+    provider failure, not an empty answer; one cut at ``max_tokens`` (``finish_reason: "length"``) is noted in the
+    request's :class:`CallOutcome`, so that transports report ``length`` instead of ``stop``.
+
+    The bodies are DSPy 3.4's ``LM.forward``/``aforward`` with the call result inspected before it is projected
+    to the legacy response shape (which loses the native finish reason)."""
+
+    def forward(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
+        from dspy.clients.execution import execute, prepare
+
+        return _checked(execute(self, prepare(self, prompt, messages, kwargs, direct=True)))
+
+    async def aforward(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
+        from dspy.clients.execution import aexecute, prepare
+
+        call = await asyncio.to_thread(prepare, self, prompt, messages, kwargs, asynchronous=True, direct=True)
+        return _checked(await aexecute(self, call))
 
 
 def usage_from(tokens: Mapping[str, Mapping[str, Any]]) -> Usage:
@@ -188,18 +322,16 @@ class LLMRouter:
                 self._lms.move_to_end(key)
                 return lm
         connection = self.connection(model)
-        import dspy
-
-        lm = dspy.LM(
+        lm = CheckedLM(
             model,
             temperature=temperature,
             max_tokens=max_tokens,
             cache=self.settings.cache,
-            num_retries=self.settings.retries,
+            num_retries=0,  # retried by llm_calls.retrying, which honours Retry-After and counts attempts
             engine=self.settings.engine,
             timeout=self.settings.timeout,
             **connection,
-            # LiteLLM: turn off the OpenAI SDK's own retries, DSPy retries (num_retries) instead. lm15 has none.
+            # LiteLLM: turn off the OpenAI SDK's own retries too. lm15 has none.
             **({"max_retries": 0} if self.settings.engine == "litellm" else {}),
         )
         with self._lock:

@@ -8,11 +8,12 @@ formatted for a coding agent, and needs no language model (the raw query is then
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import dspy
 from dspy.streaming import StreamListener, StreamResponse
@@ -20,11 +21,13 @@ from dspy.utils.usage_tracker import track_usage
 
 from cairo_coder.citations import check_citations
 from cairo_coder.config import PipelineSettings
-from cairo_coder.llm import LLMRouter, Stage, translate_error, usage_from
+from cairo_coder.llm import LLMIncompleteError, LLMRouter, Stage, observe_calls, translate_error, usage_from
+from cairo_coder.llm_calls import final_error, retry_delay, retrying
 from cairo_coder.programs.adapter import ADAPTER
 from cairo_coder.programs.generation import GenerationProgram, format_context
 from cairo_coder.programs.query_processor import QueryProcessorProgram, raw_processed_query
 from cairo_coder.programs.retriever import DocumentRetrieverProgram
+from cairo_coder.store.database import failure_reason, is_connection_error
 from cairo_coder.tokens import count_tokens, count_tokens_cached, truncate_to_tokens
 from cairo_coder.types import (
     AgentConfiguration,
@@ -40,6 +43,7 @@ from cairo_coder.types import (
 logger = logging.getLogger(__name__)
 
 MAX_HISTORY_MESSAGE_CHARS = 4000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ class RagResult:
     mcp_mode: bool = False
     citations: list[int] = field(default_factory=list)  # the source numbers the answer cites
     unknown_citations: list[int] = field(default_factory=list)  # numbers it cites that no source has
+    finish_reason: str = "stop"  # "length": the model stopped at the token limit, the answer is incomplete
 
 
 def format_history(history: Sequence[Message], limit: int) -> str:
@@ -168,7 +173,8 @@ class RagPipeline:
         return RagResult(answer=final.get("answer", ""), sources=sources, usage=usage,
                          documents=state.get("documents", []), processed_query=state.get("processed"),
                          mcp_mode=mcp_mode, citations=list(final.get("citations", [])),
-                         unknown_citations=list(final.get("unknown_citations", [])))
+                         unknown_citations=list(final.get("unknown_citations", [])),
+                         finish_reason=str(final.get("finish_reason") or "stop"))
 
     async def retrieve(self, query: str, chat_history: Sequence[Message] = ()) -> tuple[ProcessedQuery,
                                                                                          list[SearchResult]]:
@@ -214,12 +220,13 @@ class RagPipeline:
             return
         answer_parts: list[str] = []
         final = ""
-        async for piece, prediction in self._generate(processed, documents, history_text, usage, options):
-            if piece:
-                answer_parts.append(piece)
-                yield StreamEvent(type="response", data=piece)
-            if prediction is not None:
-                final = str(prediction.answer or "")
+        with observe_calls() as outcome:
+            async for piece, prediction in self._generate(processed, documents, history_text, usage, options):
+                if piece:
+                    answer_parts.append(piece)
+                    yield StreamEvent(type="response", data=piece)
+                if prediction is not None:
+                    final = str(getattr(prediction, "answer", "") or "")
         streamed = "".join(answer_parts)
         if final and not streamed:
             yield StreamEvent(type="response", data=final)  # cache hit or a model that does not stream
@@ -227,9 +234,14 @@ class RagPipeline:
         citations = check_citations(answer, len(documents))
         if citations.unknown:
             logger.warning("the answer cites %s, which no source has (%d sources)", citations.unknown, len(documents))
+        # "length": the model stopped at max_tokens, the answer is incomplete; clients must learn it.
+        finish_reason = "length" if outcome.truncated else "stop"
+        if outcome.truncated:
+            logger.warning("the answer was cut at the token limit (max_tokens)")
         yield StreamEvent(type="final_response", data={"answer": answer, "usage": usage.model_dump(),
                                                        "citations": citations.cited,
-                                                       "unknown_citations": citations.unknown})
+                                                       "unknown_citations": citations.unknown,
+                                                       "finish_reason": finish_reason})
         yield StreamEvent(type="end")
 
     @contextmanager
@@ -253,12 +265,16 @@ class RagPipeline:
             finally:
                 usage.add_stage(stage, usage_from(tracker.get_total_tokens()))
 
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
+        return await retrying(call, self.router.settings.retries, self.router.settings.max_retry_wait)
+
     async def _process_query(self, query: str, history: str, mcp_mode: bool, usage: RequestUsage) -> ProcessedQuery:
         allowed = list(self.agent.sources)
         if mcp_mode and not self.router.is_configured(self.agent, "query_processing"):
             return raw_processed_query(query, allowed)
         with self._stage("query_processing", usage):
-            prediction = await self.query_processor.acall(query=query, chat_history=history, allowed=allowed)
+            prediction = await self._retrying(lambda: self.query_processor.acall(query=query, chat_history=history,
+                                                                                allowed=allowed))
         processed: ProcessedQuery = prediction.processed_query
         return processed
 
@@ -269,8 +285,8 @@ class RagPipeline:
             prediction = await self.retriever.acall(processed=processed, config=self.search)
             return list(prediction.documents)
         with self._stage("retrieval_judge", usage):
-            prediction = await self.retriever.acall(processed=processed, config=self.search,
-                                                    judge_threshold=self.agent.judge_threshold)
+            prediction = await self._retrying(lambda: self.retriever.acall(
+                processed=processed, config=self.search, judge_threshold=self.agent.judge_threshold))
         return list(prediction.documents)
 
     async def _generate(self, processed: ProcessedQuery, documents: list[SearchResult], history: str,
@@ -282,25 +298,54 @@ class RagPipeline:
         if processed.is_test_related and self.templates.get("test"):
             templates.append(self.templates["test"])
         context = format_context(documents, templates)
-        listener = StreamListener(signature_field_name="answer")
-        program = dspy.streamify(self.generation, stream_listeners=[listener], is_async_program=True,
-                                 include_final_prediction_in_output_stream=True)
+        settings = self.router.settings
         with self._stage("generation", usage, options):
-            async for value in program(query=processed.original, context=context, chat_history=history):
-                if isinstance(value, StreamResponse):
-                    yield value.chunk, None
-                elif isinstance(value, dspy.Prediction):
-                    yield "", value
+            attempt = 0
+            while True:
+                shown = False
+                listener = StreamListener(signature_field_name="answer")
+                program = dspy.streamify(self.generation, stream_listeners=[listener], is_async_program=True,
+                                         include_final_prediction_in_output_stream=True)
+                try:
+                    async for value in program(query=processed.original, context=context, chat_history=history):
+                        if isinstance(value, StreamResponse):
+                            shown = shown or bool(value.chunk)
+                            yield value.chunk, None
+                        elif isinstance(value, dspy.Prediction):
+                            yield "", value
+                    return
+                except Exception as exc:
+                    if shown:  # part of the answer is out: never retried, never reported as complete
+                        translated = translate_error(exc)
+                        raise LLMIncompleteError(
+                            "the language model's answer broke off before it was complete ("
+                            f"{translated or type(exc).__name__}); ask again", model=getattr(exc, "model", None),
+                        ) from exc
+                    delay = retry_delay(exc, attempt, settings.retries, settings.max_retry_wait)
+                    if delay is None:
+                        raised = final_error(exc, attempt + 1)
+                        if raised is exc:
+                            raise
+                        raise raised from exc
+                    attempt += 1
+                    await asyncio.sleep(delay)
 
 
 def error_payload(exc: BaseException) -> dict[str, Any]:
     """What an ``error`` event carries: a message for people, a stable type for programs; never a traceback."""
     translated = translate_error(exc) if isinstance(exc, Exception) else None
     if translated is not None:
-        return {"type": translated.kind, "message": str(translated)}
+        payload: dict[str, Any] = {"type": translated.kind, "message": str(translated)}
+        if translated.retry_after is not None:
+            payload["retry_after"] = translated.retry_after
+        return payload
     kind = getattr(exc, "kind", None)
     if isinstance(kind, str):
         return {"type": kind, "message": str(exc)}
+    if is_connection_error(exc):  # a driver failure outside the store's retries: still the database's, not ours
+        logger.warning("database connection failure outside a retried operation", exc_info=exc)
+        return {"type": "database_unavailable",
+                "message": f"the database is unreachable ({failure_reason(exc)}); retry shortly"}
     if isinstance(exc, ValueError):
         return {"type": "invalid_request", "message": str(exc)}
     logger.exception("pipeline failure", exc_info=exc)

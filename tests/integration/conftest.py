@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -31,6 +32,22 @@ EXTRA_PAGES = {
 }
 
 
+async def build_kb(url: str, work_dir: Path, embedder: LocalEmbedder) -> None:
+    """Ingest the mini corpus plus EXTRA_PAGES into the (empty) database at ``url``."""
+    corpus = write_mini_corpus(work_dir)
+    for rel, text in EXTRA_PAGES.items():
+        (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
+        (corpus / rel).write_text(text)
+    settings = make_settings(url)
+    store = await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True)
+    try:
+        ingester = Ingester(settings, store)
+        for source in ("cairo_book", "scarb_docs", "starknet_foundry", "starknet_js"):
+            await ingester.ingest_source(DocumentSource(source), corpus)
+    finally:
+        await store.close()
+
+
 @pytest.fixture(scope="session")
 async def kb_url(pg_server: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory,
                  local_embedder: LocalEmbedder) -> AsyncIterator[str]:
@@ -40,18 +57,7 @@ async def kb_url(pg_server: EmbeddedPostgres, tmp_path_factory: pytest.TempPathF
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
     url = database_url(pg_server, name)
-    corpus = write_mini_corpus(tmp_path_factory.mktemp("corpus"))
-    for rel, text in EXTRA_PAGES.items():
-        (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
-        (corpus / rel).write_text(text)
-    settings = make_settings(url)
-    store = await DocumentStore.open(settings.database, local_embedder, settings.search, for_writing=True)
-    try:
-        ingester = Ingester(settings, store)
-        for source in ("cairo_book", "scarb_docs", "starknet_foundry", "starknet_js"):
-            await ingester.ingest_source(DocumentSource(source), corpus)
-    finally:
-        await store.close()
+    await build_kb(url, tmp_path_factory.mktemp("corpus"), local_embedder)
     yield url
     admin = await asyncpg.connect(pg_server.uri)
     await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

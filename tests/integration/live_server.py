@@ -11,6 +11,7 @@ import uvicorn
 from cairo_coder.config import Settings
 from cairo_coder.embeddings import Embedder
 from cairo_coder.server import create_app
+from cairo_coder.server.protocol import HeaderTimeoutProtocol
 
 
 class LiveServer:
@@ -18,7 +19,8 @@ class LiveServer:
         self.settings = settings
         self.app = create_app(settings, embedder=embedder, environ={})
         config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
-                                ws_max_size=settings.server.max_body_bytes, timeout_graceful_shutdown=5)
+                                ws_max_size=settings.server.max_body_bytes, timeout_graceful_shutdown=5,
+                                http=HeaderTimeoutProtocol)  # as `cairo-coder serve` runs it
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.port = 0

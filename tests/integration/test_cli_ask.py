@@ -46,7 +46,7 @@ def test_ask_streams_the_answer_then_lists_sources_and_json_has_usage(kb: str, f
     del fake.fields["answer"]
 
     data = json.loads(cli(kb, "ask", "How do storage mappings work?", "--json", **env).stdout)
-    assert set(data) == {"answer", "sources", "usage"}
+    assert set(data) == {"answer", "finish_reason", "sources", "usage"} and data["finish_reason"] == "stop"
     assert data["answer"].startswith("ANSWER<")
     assert set(data["sources"][0]) == {"title", "url", "source", "path"}
     assert data["usage"]["total_tokens"] == data["usage"]["prompt_tokens"] + data["usage"]["completion_tokens"] > 0

@@ -125,13 +125,14 @@ def test_persistent_upstream_rate_limit_is_429_and_outage_is_503(server: LiveSer
     assert_envelope(post(server, ask()), 503, "llm_unavailable")
 
 
-def test_unparseable_model_output_is_500(server: LiveServer, fake: FakeOpenAI) -> None:
+def test_unparseable_model_output_is_502_without_echoing_it(server: LiveServer, fake: FakeOpenAI) -> None:
     fake.fields["search_queries"] = {"not": "a list"}
     try:
-        error = assert_envelope(post(server, ask()), 500, "llm_bad_output")
+        error = assert_envelope(post(server, ask()), 502, "llm_bad_output")
     finally:
         fake.fields.clear()
     assert error["type"] == "server_error"
+    assert "not" not in error["message"].replace("did not", "") and "a list" not in error["message"]
 
 
 def test_an_error_inside_a_stream_is_an_error_event_and_the_stream_ends(server: LiveServer,

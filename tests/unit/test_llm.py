@@ -50,7 +50,8 @@ def test_openai_base_url_points_openai_models_at_a_compatible_server() -> None:
     assert lm.kwargs["api_base"] == "http://127.0.0.1:9/v1"
     assert lm.kwargs["api_key"] == "unused"  # a local server needs no key
     assert r.lm("generation") is lm, "LMs are cached"
-    assert lm.kwargs["temperature"] == 0.0 and lm.kwargs["max_tokens"] == 4096 and lm.num_retries == 3
+    # DSPy does not retry: llm_calls.retrying does, after Retry-After (tests/unit/test_llm_calls.py)
+    assert lm.kwargs["temperature"] == 0.0 and lm.kwargs["max_tokens"] == 4096 and lm.num_retries == 0
 
 
 def test_a_missing_provider_key_is_named() -> None:

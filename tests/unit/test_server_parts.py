@@ -24,7 +24,7 @@ def test_other_flag_values_are_errors(raw: str) -> None:
 @pytest.mark.parametrize(("kind", "status", "error_type"), [
     ("unknown_agent", 404, "not_found_error"), ("llm_rate_limited", 429, "rate_limit_error"),
     ("llm_not_configured", 503, "service_unavailable"), ("database_unavailable", 503, "service_unavailable"),
-    ("llm_bad_output", 500, "server_error"), ("something_new", 500, "server_error"),
+    ("llm_bad_output", 502, "server_error"), ("something_new", 500, "server_error"),
     ("invalid_request", 400, "invalid_request_error")])
 def test_error_kinds_map_to_statuses(kind: str, status: int, error_type: str) -> None:
     error = from_kind(kind, "message")

@@ -49,6 +49,7 @@ def ask(
             await store.close()
         return {
             "answer": result.answer,
+            "finish_reason": result.finish_reason,
             "sources": [{"title": s.title, "url": s.url, "source": s.source, "path": s.path}
                         for s in result.sources],
             "usage": {"prompt_tokens": result.usage.prompt_tokens,
@@ -86,6 +87,8 @@ def ask(
     if error is not None:
         _fail(error)
     sys.stdout.write("\n")
+    if final.get("finish_reason") == "length":
+        err.print("[yellow]The answer is incomplete: it reached the token limit (llm.max_tokens).[/]", highlight=False)
     cited = set(final.get("citations") or [])
     if sources:
         out.print("\n[bold]Sources[/]", highlight=False)

@@ -57,9 +57,12 @@ def serve(
         _run(lambda: _ingest_if_empty(settings))
     import uvicorn
 
+    from cairo_coder.server.protocol import HeaderTimeoutProtocol
+
     options: dict[str, Any] = {
         "host": server.host, "port": server.port, "ws_max_size": server.max_body_bytes,
         "log_level": "info", "timeout_graceful_shutdown": 30, "proxy_headers": True,
+        "http": HeaderTimeoutProtocol,  # half-sent requests are closed after server.read_timeout
     }
     err.print(f"[bold]cairo-coder[/] serving on http://{server.host}:{server.port} (API docs at /docs, MCP at "
               f"/mcp)", highlight=False)

@@ -18,7 +18,8 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from cairo_coder.pipeline import GenerationOptions
-from cairo_coder.server.errors import APIError, from_kind
+from cairo_coder.sanitize import clean_text
+from cairo_coder.server.errors import APIError, from_payload
 from cairo_coder.server.state import Services
 from cairo_coder.store.insights import InsightEntry
 from cairo_coder.types import Message, StreamEvent
@@ -36,6 +37,14 @@ class Question:
     conversation_id: str | None = None
     user_hash: str | None = None
 
+    def __post_init__(self) -> None:
+        # Client text is made storable and encodable once, here, for every transport (see sanitize.py).
+        self.query = clean_text(self.query)
+        self.history = [m if clean_text(m.content) == m.content else m.model_copy(
+            update={"content": clean_text(m.content)}) for m in self.history]
+        if self.conversation_id is not None:
+            self.conversation_id = clean_text(self.conversation_id)
+
 
 def check_agent(services: Services, agent_id: str, mcp_mode: bool = True) -> None:
     """404 for an unknown agent; 503 before anything is streamed when an answer needs an LLM that is missing."""
@@ -52,6 +61,7 @@ class Answer:
     sources: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, Any] = field(default_factory=dict)
     citations: list[int] = field(default_factory=list)
+    finish_reason: str = "stop"  # "length": the model stopped at max_tokens, the answer is incomplete
     status: str = "cancelled"  # until an end or error event says otherwise
     error: dict[str, Any] | None = None
 
@@ -67,6 +77,7 @@ class Answer:
         elif event.type == "final_response":
             self.usage = dict(event.data.get("usage") or {})
             self.citations = list(event.data.get("citations") or [])
+            self.finish_reason = str(event.data.get("finish_reason") or "stop")
         elif event.type == "end":
             self.status = "ok"
         elif event.type == "error":
@@ -101,7 +112,7 @@ async def answer(services: Services, question: Question) -> Answer:
     async for event in answer_events(services, question):
         result.add(event)
         if result.error is not None:
-            raise from_kind(str(result.error["type"]), str(result.error["message"]))
+            raise from_payload(result.error)
     return result
 
 

@@ -3,7 +3,10 @@ agents' programs, starts the insights writer and the MCP session manager, and cl
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,7 +14,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from mcp.server.transport_security import TransportSecuritySettings
-from starlette.types import Receive, Scope, Send
+from starlette.exceptions import HTTPException
+from starlette.types import Message, Receive, Scope, Send
 
 from cairo_coder import __version__
 from cairo_coder.agents import AgentFactory
@@ -20,12 +24,15 @@ from cairo_coder.embeddings import Embedder, create_embedder
 from cairo_coder.llm import LLMRouter
 from cairo_coder.programs.suggestions import SuggestionsProgram
 from cairo_coder.server import chat, extras, info, process
-from cairo_coder.server.errors import APIError, install_error_handlers
+from cairo_coder.server.errors import APIError, http_error, install_error_handlers
 from cairo_coder.server.mcp_server import build_mcp_server
-from cairo_coder.server.middleware import APIKeyAuth, BodySizeLimit, send_error
+from cairo_coder.server.middleware import APIKeyAuth, BodySizeLimit, ErrorBoundary, send_error
+from cairo_coder.server.protocol import STATE_KEY as READ_TIMEOUT_KEY
+from cairo_coder.server.security import LOOPBACK_HOSTS, HostOriginGuard
 from cairo_coder.server.state import ConcurrencyLimiter, Services
 from cairo_coder.store import DocumentStore
 from cairo_coder.store.insights import InsightsRecorder, insights_salt
+from cairo_coder.tokens import count_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +53,8 @@ async def open_services(settings: Settings, *, embedder: Embedder | None = None,
     try:
         router = LLMRouter(settings.llm, environ)
         factory = AgentFactory(settings, store, embedder, router)
+        if router.is_configured(factory.get_config(factory.default_agent_id)):
+            importlib.import_module("litellm")  # seconds on first import: now, not in the first request
         for agent_id in factory.agent_ids():
             factory.programs(agent_id)  # bad templates or optimized programs fail at start, not per request
         recorder = None
@@ -70,7 +79,19 @@ async def close_services(services: Services) -> None:
         await services.store.close()
 
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+async def warm_up(services: Services) -> None:
+    """Load what the first requests would otherwise load (the embedding model, the tokenizer) and run one search,
+    so that ``/ready`` means able: before this, 32 requests right after a start took a median 24 s. (LiteLLM is
+    imported before the server accepts connections, see :func:`open_services`: imports are not thread-safe.)"""
+    started = time.perf_counter()
+    try:
+        await services.store.search("warm up: storage variables", k=1, mode=services.settings.search.mode)
+        await asyncio.to_thread(count_tokens, "warm up")
+    except Exception as exc:  # a failed warm-up is not fatal: /ready reports the database, requests retry
+        logger.warning("warm-up failed (%s: %s); the first requests will be slower", type(exc).__name__, exc)
+    finally:
+        services.warm = True
+        logger.info("warmed up in %.1f s", time.perf_counter() - started)
 
 
 def mcp_transport_security(server: ServerSettings) -> TransportSecuritySettings | None:
@@ -99,7 +120,37 @@ class _MCPEndpoint:
         if mcp_app is None:
             await send_error(send, APIError(503, "the MCP server is not running", code="not_ready"))
             return
-        await mcp_app({**scope, "path": "/mcp"}, receive, send)
+        if scope.get("method") != "POST":
+            # Stateless: no server-initiated stream (GET would hold an SSE stream open forever) and no session
+            # to delete. The MCP spec's answer for both is 405.
+            await send_error(send, APIError(405, "the MCP endpoint is stateless: send JSON-RPC with POST",
+                                            code="method_not_allowed", headers={"allow": "POST"}))
+            return
+        # Read the body here (within the size limit and read timeout of BodySizeLimit), so that an oversize or
+        # stalled body gets our JSON error rather than the SDK's plain text.
+        chunks: list[bytes] = []
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+        except HTTPException as exc:
+            await send_error(send, http_error(exc))
+            return
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await mcp_app({**scope, "path": "/mcp"}, replay, send)
 
 
 def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None,
@@ -108,7 +159,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     settings = settings or load_settings()
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         services = await open_services(settings, embedder=embedder, environ=environ)
         try:
             mcp_server = build_mcp_server(lambda: services)
@@ -118,7 +169,11 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
                 transport_security=mcp_transport_security(settings.server))
             async with mcp_server.session_manager.run():
                 app.state.services = services
-                yield
+                warming = asyncio.create_task(warm_up(services), name="warm-up")
+                try:
+                    yield {READ_TIMEOUT_KEY: settings.server.read_timeout}  # for protocol.HeaderTimeoutProtocol
+                finally:
+                    warming.cancel()
         finally:
             app.state.services = None
             app.state.mcp_app = None
@@ -132,14 +187,17 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         app.include_router(module.router)
     endpoint: Any = _MCPEndpoint(app)
     for path in ("/mcp", "/mcp/"):
-        app.add_route(path, endpoint, methods=["GET", "POST", "DELETE"], include_in_schema=False)
+        app.add_route(path, endpoint, methods=["GET", "HEAD", "POST", "DELETE"], include_in_schema=False)
     server = settings.server
-    # Last added runs first: CORS (preflights need no key) -> API keys -> body size limit -> routes.
-    app.add_middleware(BodySizeLimit, limit=server.max_body_bytes)
+    # Last added runs first: Host/Origin checks -> CORS (preflights need no key) -> API keys -> the error
+    # boundary -> body limits -> routes.
+    app.add_middleware(BodySizeLimit, limit=server.max_body_bytes, read_timeout=server.read_timeout)
+    app.add_middleware(ErrorBoundary)
     app.add_middleware(APIKeyAuth, keys=server.api_keys, admin_key=server.admin_key)
     if server.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=server.cors_origins, allow_methods=["*"],
                            allow_headers=["*"], expose_headers=["mcp-session-id"])
+    app.add_middleware(HostOriginGuard, server=server)
     return app
 
 

@@ -29,7 +29,7 @@ from cairo_coder.server.answering import (
     stream_with_slot,
     until_disconnect,
 )
-from cairo_coder.server.errors import APIError, error_responses, from_kind
+from cairo_coder.server.errors import APIError, error_responses, from_payload
 from cairo_coder.server.schemas import ChatCompletion, ChatCompletionRequest, parse_flag
 from cairo_coder.server.state import Services, services_dependency
 
@@ -87,7 +87,8 @@ async def complete(request: Request, body: ChatCompletionRequest, services: Serv
         "id": completion_id, "created": created, "model": agent_id, "sources": result.sources,
         "citations": result.citations,
         "usage": {k: int(result.usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
+                     "finish_reason": result.finish_reason}],
     })
     return Response(completion.model_dump_json(), media_type="application/json")
 
@@ -109,6 +110,7 @@ async def sse_events(services: Services, question: Question, completion_id: str,
 
     yield _sse(chunk({"role": "assistant", "content": ""}))
     usage: dict[str, Any] = {}
+    finish = "stop"
     async for event in answer_events(services, question):
         if event.type == "response":
             yield _sse(chunk({"content": event.data}))
@@ -116,14 +118,15 @@ async def sse_events(services: Services, question: Question, completion_id: str,
             yield _sse(own(event.type, event.data), event.type)
         elif event.type == "final_response":
             usage = dict(event.data.get("usage") or {})
+            finish = str(event.data.get("finish_reason") or "stop")
             yield _sse(own("final_response", event.data), "final_response")
         elif event.type == "end":
-            yield _sse(chunk({}, "stop"))
+            yield _sse(chunk({}, finish))
             if include_usage:
                 yield _sse({**base, "choices": [], "usage": {
                     k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}})
         elif event.type == "error":
-            error = from_kind(str(event.data["type"]), str(event.data["message"]))
+            error = from_payload(event.data)
             yield _sse(error.payload(), "error")
             break
     yield "data: [DONE]\n\n"

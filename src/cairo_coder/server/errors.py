@@ -8,6 +8,7 @@ are logged, never sent.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -33,7 +34,12 @@ KIND_STATUS: dict[str, int] = {
     "embedding_unavailable": 503,
     "embedding_not_configured": 503,
     "embedder_mismatch": 503,
-    "llm_bad_output": 500,
+    "llm_error": 503,
+    "invalid_configuration": 503,  # a template or optimized program of the deployment is broken
+    "source_unavailable": 503,
+    "invalid_dataset": 400,
+    "llm_bad_output": 502,  # the provider answered, but with nothing usable
+    "llm_incomplete": 502,  # the provider's stream broke off mid-answer
     "internal_error": 500,
 }
 
@@ -43,10 +49,13 @@ STATUS_TYPE: dict[int, str] = {
     403: "permission_error",
     404: "not_found_error",
     405: "invalid_request_error",
+    408: "invalid_request_error",
     413: "invalid_request_error",
+    421: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
     500: "server_error",
+    502: "server_error",
     503: "service_unavailable",
 }
 
@@ -84,11 +93,21 @@ class APIError(Exception):
         return {"error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}}
 
 
-def from_kind(kind: str, message: str) -> APIError:
-    """The API error for one of our exception kinds (the ``type`` of a pipeline ``error`` event)."""
+def from_kind(kind: str, message: str, retry_after: float | None = None) -> APIError:
+    """The API error for one of our exception kinds (the ``type`` of a pipeline ``error`` event). 429 and 503
+    carry Retry-After: the provider's own when it sent one, else 5 s."""
     status = KIND_STATUS.get(kind, 500)
-    headers = {"retry-after": "5"} if status in (429, 503) else None
+    headers = None
+    if status in (429, 503):
+        headers = {"retry-after": str(max(1, math.ceil(retry_after))) if retry_after else "5"}
     return APIError(status, message, code=kind, headers=headers)
+
+
+def from_payload(payload: dict[str, Any]) -> APIError:
+    """The API error of a pipeline ``error`` event's data."""
+    retry_after = payload.get("retry_after")
+    return from_kind(str(payload.get("type")), str(payload.get("message")),
+                     float(retry_after) if isinstance(retry_after, int | float) else None)
 
 
 def from_exception(exc: BaseException) -> APIError:
@@ -97,8 +116,7 @@ def from_exception(exc: BaseException) -> APIError:
         return exc
     from cairo_coder.pipeline import error_payload  # the pipeline's own mapping (LLM errors translated)
 
-    payload = error_payload(exc)
-    return from_kind(str(payload["type"]), str(payload["message"]))
+    return from_payload(error_payload(exc))
 
 
 def error_response(error: APIError) -> JSONResponse:
@@ -125,6 +143,20 @@ def _validation_error(exc: RequestValidationError) -> APIError:
                     param=param)
 
 
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout", 413: "body_too_large"}
+
+
+def http_error(exc: StarletteHTTPException) -> APIError:
+    """The API error of an HTTP exception raised by Starlette/FastAPI or by our body limits."""
+    status = exc.status_code
+    message = str(exc.detail) if exc.detail else "error"
+    if status == 404:
+        message = "no such endpoint; see /docs for the API"
+    elif status == 405:
+        message = "method not allowed on this endpoint; see /docs for the API"
+    return APIError(status, message, code=HTTP_CODES.get(status), headers=dict(exc.headers or {}))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def api_error(_: Request, exc: Exception) -> JSONResponse:
         return error_response(from_exception(exc))
@@ -133,21 +165,11 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return error_response(_validation_error(exc))
 
-    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+    async def http_exception(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
-        status = exc.status_code
-        message = str(exc.detail) if exc.detail else "error"
-        if status == 404:
-            message = "no such endpoint; see /docs for the API"
-        elif status == 405:
-            message = "method not allowed on this endpoint; see /docs for the API"
-        return error_response(APIError(status, message, code="not_found" if status == 404 else None,
-                                       headers=dict(exc.headers or {})))
+        return error_response(http_error(exc))
 
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(from_exception(exc))
-
+    # Every other exception: the ErrorBoundary middleware (middleware.py), which maps it with from_exception.
     app.add_exception_handler(APIError, api_error)
     app.add_exception_handler(RequestValidationError, validation)
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected)
+    app.add_exception_handler(StarletteHTTPException, http_exception)

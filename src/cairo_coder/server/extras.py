@@ -67,7 +67,7 @@ async def insights(
     conversation_id: Annotated[str | None, Query(max_length=500)] = None,
     user: Annotated[str | None, Query(max_length=500, description="The user's x-user-id or API key (hashed "
                                       "here the same way), or its hash.")] = None,
-    cursor: Annotated[int | None, Query(ge=0, description="next_cursor of the previous page.")] = None,
+    cursor: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="next_cursor of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
 ) -> InsightPage:
     user_hash = None
@@ -76,6 +76,7 @@ async def insights(
             services.user_hash({"x-user-id": user})
     where = InsightFilter(since=since, until=until, agent_id=agent_id, text=text, conversation_id=conversation_id,
                           user_hash=user_hash, cursor=cursor, limit=limit)
-    rows, has_more = await query_insights(services.store.pool, where)
+    rows, has_more = await services.store.retrying(lambda: query_insights(services.store.pool, where),
+                                                   "insights query")
     records = [InsightRecord.model_validate(r) for r in rows]
     return InsightPage(data=records, has_more=has_more, next_cursor=records[-1].id if has_more and records else None)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
@@ -16,16 +16,21 @@ router = APIRouter()
 Svc = Annotated[Services, Depends(services_dependency)]
 
 
-@router.get("/", response_model=Liveness, tags=["health"], summary="Liveness (also /health)")
+@router.head("/", include_in_schema=False)
+@router.get("/", response_model=Liveness, tags=["health"],
+         summary="Liveness (also /health)")
 async def root() -> Liveness:
     return Liveness(version=__version__)
 
 
-@router.get("/health", response_model=Liveness, tags=["health"], summary="Liveness: the process answers")
+@router.head("/health", include_in_schema=False)
+@router.get("/health", response_model=Liveness, tags=["health"],
+         summary="Liveness: the process answers")
 async def health() -> Liveness:
     return Liveness(version=__version__)
 
 
+@router.head("/ready", include_in_schema=False)
 @router.get("/ready", response_model=Readiness, tags=["health"],
             responses={503: {"model": Readiness, "description": "not ready: database down or no documents"}},
             summary="Readiness: database reachable and documents indexed (LLM reported, not required)")
@@ -34,7 +39,7 @@ async def ready(services: Svc) -> JSONResponse:
     documents = 0
     database = False
     try:
-        documents = int(await services.store.pool.fetchval("SELECT count(*) FROM documents") or 0)
+        documents = await services.store.count_documents(deadline=0)  # a probe answers now, it does not retry
         database = True
     except Exception as exc:
         problems.append(f"database unreachable: {type(exc).__name__}")
@@ -45,8 +50,12 @@ async def ready(services: Svc) -> JSONResponse:
     if not llm:
         problems.append("no LLM configured: answers are unavailable, MCP mode and search work")
     ok = database and documents > 0
-    body = Readiness(status="ready" if ok else "not_ready", database=database, documents=documents,
-                     llm_configured=llm, problems=problems)
+    status: Literal["ready", "warming", "not_ready"] = "ready" if ok else "not_ready"
+    if ok and not services.warm:
+        status, ok = "warming", False
+        problems.append("warming up: loading the embedding model and running a first search")
+    body = Readiness(status=status, database=database, documents=documents, llm_configured=llm,
+                     problems=problems)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 

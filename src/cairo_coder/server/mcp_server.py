@@ -7,7 +7,8 @@ configured, so an agent never sees a tool that can only fail.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated
 
 from mcp.server.mcpserver import MCPServer
@@ -17,9 +18,8 @@ from pydantic import Field
 from cairo_coder import __version__
 from cairo_coder.pipeline import format_for_agent
 from cairo_coder.server.answering import Question, answer
-from cairo_coder.server.errors import APIError
+from cairo_coder.server.errors import from_exception
 from cairo_coder.server.state import Services
-from cairo_coder.store.pages import fetch_page
 from cairo_coder.types import DocumentSource, Message, Role
 
 INSTRUCTIONS = (
@@ -50,8 +50,9 @@ def build_mcp_server(get_services: Callable[[], Services]) -> MCPServer:
         get_cairo_doc_page to read the whole page."""
         services = get_services()
         chosen = _sources(sources)
-        documents = await services.store.search(query, k=SEARCH_RESULTS, sources=chosen,
-                                                mode=services.settings.search.mode)
+        with tool_errors():
+            documents = await services.store.search(query, k=SEARCH_RESULTS, sources=chosen,
+                                                    mode=services.settings.search.mode)
         return format_for_agent(documents, max_tokens or services.settings.pipeline.mcp_max_tokens)
 
     @server.tool(title="Read one documentation page")
@@ -62,7 +63,8 @@ def build_mcp_server(get_services: Callable[[], Services]) -> MCPServer:
         """Return a whole documentation page (all its sections, in order) by its URL. Use it after
         search_cairo_docs when a passage is not enough: a full tutorial, every item of a module, a complete
         example contract."""
-        page = await fetch_page(get_services().store.pool, url)
+        with tool_errors():
+            page = await get_services().store.page(url)
         if page is None:
             raise ToolError(f"no indexed page has the URL {url!r}; use search_cairo_docs to find page URLs")
         version = f" @ {page.version[:12]}" if page.version else ""
@@ -89,15 +91,18 @@ def build_mcp_server(get_services: Callable[[], Services]) -> MCPServer:
                 text += "\n\nCode:\n" + "\n\n".join(f"```\n{snippet}\n```" for snippet in code_snippets)
             past = [Message(role=Role.USER if i % 2 == 0 else Role.ASSISTANT, content=m)
                     for i, m in enumerate(history or [])]
-            try:
-                result = await answer(services, Question(agent_id=services.factory.default_agent_id, query=text,
-                                                         history=past[-services.settings.pipeline.max_history:]))
-            except APIError as exc:
-                raise ToolError(exc.message) from exc
+            question = Question(agent_id=services.factory.default_agent_id, query=text,
+                                history=past[-services.settings.pipeline.max_history:])
+            # The same concurrency limit as every other route that spends LLM calls.
+            with tool_errors():
+                async with services.limiter.slot():
+                    result = await answer(services, question)
             # The sources the answer cites first; the others were retrieved too, and may still help an agent.
             cited = [s for s in result.sources if s["number"] in result.citations]
             others = [s for s in result.sources if s["number"] not in result.citations]
             parts = [result.text]
+            if result.finish_reason == "length":
+                parts.append("(This answer is incomplete: it reached the server's token limit, llm.max_tokens.)")
             for heading, group in (("Sources", cited), ("Also retrieved, not cited" if cited else "Sources", others)):
                 if group:
                     parts.append(f"{heading}:\n" + "\n".join(f"[{s['number']}] {s['title']} — {s['url']}"
@@ -105,6 +110,19 @@ def build_mcp_server(get_services: Callable[[], Services]) -> MCPServer:
             return "\n\n".join(parts)
 
     return server
+
+
+@contextmanager
+def tool_errors() -> Iterator[None]:
+    """Any failure as a tool error an agent can act on: the message and stable code of the HTTP API's error
+    (database unavailable, concurrency limit, LLM failures ...), never a traceback or an anonymous crash."""
+    try:
+        yield
+    except ToolError:
+        raise
+    except Exception as exc:
+        error = from_exception(exc)
+        raise ToolError(f"{error.message} ({error.code or error.type}, status {error.status})") from exc
 
 
 def _sources(values: list[str] | None) -> list[str] | None:

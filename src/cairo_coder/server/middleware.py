@@ -1,16 +1,22 @@
-"""Pure ASGI middleware: request body size limit and optional API keys (HTTP and WebSocket alike)."""
+"""Pure ASGI middleware: the error boundary, request body limits (size, read timeout) and optional API keys
+(HTTP and WebSocket alike)."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import logging
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cairo_coder.server.errors import APIError
+from cairo_coder.server.errors import APIError, from_exception
+
+logger = logging.getLogger(__name__)
 
 PUBLIC_PATHS = frozenset({"/", "/health", "/ready", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+ADMIN_PREFIX = "/v1/insights"
 
 
 async def send_error(send: Send, error: APIError) -> None:
@@ -21,12 +27,50 @@ async def send_error(send: Send, error: APIError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class BodySizeLimit:
-    """413 for bodies over ``limit`` bytes: at once from Content-Length, or while a chunked body streams in."""
+class ErrorBoundary:
+    """Every exception a route lets out becomes the OpenAI envelope here, once (see errors.from_exception: ours
+    are logged on one line, anything else with its traceback). Starlette's own last-resort handler would re-raise
+    each one to the server, which logs a traceback for every 404 of an unknown agent: a client could flood the
+    log. A WebSocket that fails before it was accepted is closed with 1011."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] in ("http.response.start", "websocket.accept", "websocket.close"):
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:
+            error = from_exception(exc)
+            logger.info("%s %s -> %d %s: %s", scope.get("method", "WS"), scope.get("path"), error.status,
+                        error.code, error.message)
+            if started:
+                return  # the response is under way: the connection closes, the client sees it cut
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1011, "reason": error.message[:120]})
+                return
+            await send_error(send, error)
+
+
+class BodySizeLimit:
+    """413 for bodies over ``limit`` bytes: at once from Content-Length, or while a chunked body streams in; 408
+    when a client stops sending its body for ``read_timeout`` seconds (a half-sent request holds no resources
+    forever)."""
+
+    def __init__(self, app: ASGIApp, limit: int, read_timeout: float = 30.0) -> None:
         self.app = app
         self.limit = limit
+        self.read_timeout = read_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,12 +87,20 @@ class BodySizeLimit:
                     await send_error(send, APIError(413, message, code="body_too_large"))
                     return
         received = 0
+        complete = False
 
         async def limited() -> Message:
-            nonlocal received
-            msg = await receive()
+            nonlocal received, complete
+            if complete:  # after the body: waiting for a disconnect, no deadline
+                return await receive()
+            try:
+                msg = await asyncio.wait_for(receive(), self.read_timeout)
+            except TimeoutError:
+                raise HTTPException(408, f"the request body did not arrive within {self.read_timeout:g} s "
+                                    "(server.read_timeout)") from None
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
+                complete = not msg.get("more_body", False)
                 if received > self.limit:
                     raise HTTPException(413, message)
             return msg
@@ -57,11 +109,13 @@ class BodySizeLimit:
 
 
 class APIKeyAuth:
-    """With keys configured, every non-public path needs one: ``Authorization: Bearer <key>`` or ``x-api-key``."""
+    """With keys configured, every non-public path needs one: ``Authorization: Bearer <key>`` or ``x-api-key``.
+    The admin key opens the admin routes only (``/v1/insights``): it is not a client key."""
 
     def __init__(self, app: ASGIApp, keys: list[str], admin_key: str = "") -> None:
         self.app = app
-        self.keys = [k.encode() for k in keys if k] + ([admin_key.encode()] if admin_key else [])
+        self.client_keys = [k.encode() for k in keys if k]
+        self.admin_keys = [*self.client_keys, admin_key.encode()] if admin_key else self.client_keys
         self.enabled = any(k for k in keys)
 
     def _valid(self, scope: Scope) -> bool:
@@ -71,8 +125,11 @@ class APIKeyAuth:
                 presented.append(value.strip())
             elif name == b"authorization" and value[:7].lower() == b"bearer ":
                 presented.append(value[7:].strip())
+            elif name == b"x-admin-key":
+                presented.append(value.strip())
+        keys = self.admin_keys if str(scope["path"]).startswith(ADMIN_PREFIX) else self.client_keys
         # compare_digest against every key: no timing hint of which prefix matched
-        return any(hmac.compare_digest(p, k) for p in presented for k in self.keys)
+        return any(hmac.compare_digest(p, k) for p in presented for k in keys)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.enabled or scope["type"] not in ("http", "websocket") or scope["path"] in PUBLIC_PATHS \

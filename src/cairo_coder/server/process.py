@@ -45,28 +45,32 @@ def public_event(event: StreamEvent) -> dict[str, Any] | None:
     """The process-interface form of a pipeline event (processing and final_response are folded away)."""
     if event.type in ("sources", "response"):
         return {"type": event.type, "data": event.data}
-    if event.type == "final_response":
-        return {"type": "usage", "data": event.data.get("usage")}  # folded into "end" below
+    if event.type == "final_response":  # folded into "end" below
+        return {"type": "usage", "data": {"usage": event.data.get("usage"),
+                                          "finish_reason": event.data.get("finish_reason") or "stop"}}
     if event.type == "end":
         return {"type": "end", "data": {}}
     if event.type == "error":
         kind = str(event.data.get("type"))
-        return {"type": "error", "data": {"type": kind, "message": event.data.get("message"),
-                                          "status": KIND_STATUS.get(kind, 500)}}
+        data = {"type": kind, "message": event.data.get("message"), "status": KIND_STATUS.get(kind, 500)}
+        if event.data.get("retry_after") is not None:
+            data["retry_after"] = event.data["retry_after"]
+        return {"type": "error", "data": data}
     return None
 
 
 async def process_events(services: Services, question: Question) -> AsyncIterator[dict[str, Any]]:
-    usage: Any = None
+    ending: dict[str, Any] = {"usage": None}
     async for event in answer_events(services, question):
         public = public_event(event)
         if public is None:
             continue
         if public["type"] == "usage":
-            usage = public["data"]
+            ending = public["data"]
             continue
         if public["type"] == "end":
-            public["data"] = {"usage": usage}
+            # finish_reason "length": the answer stopped at the token limit (incomplete), as OpenAI reports it
+            public["data"] = {"usage": ending["usage"], "finish_reason": ending.get("finish_reason", "stop")}
         yield public
 
 
@@ -106,7 +110,14 @@ async def process_ws(websocket: WebSocket) -> None:
 
     try:
         while True:
-            raw = await websocket.receive_text()
+            frame = await websocket.receive()
+            if frame["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(frame.get("code", 1000))
+            raw = frame.get("text")
+            if raw is None:  # a binary frame: this protocol is JSON text, say so and keep the connection
+                await send(error("unsupported_frame", "binary frames are not supported: send each request as "
+                                 "a JSON text frame", 400))
+                continue
             try:
                 message = json.loads(raw)
                 if not isinstance(message, dict):

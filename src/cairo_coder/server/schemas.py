@@ -148,7 +148,7 @@ class Liveness(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "not_ready"]
+    status: Literal["ready", "warming", "not_ready"]
     database: bool
     documents: int
     llm_configured: bool

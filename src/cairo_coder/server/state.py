@@ -60,6 +60,7 @@ class Services:
     insights: InsightsRecorder | None = None
     salt: str = ""
     started_at: float = field(default_factory=time.time)
+    warm: bool = False  # the embedding model is loaded and one search ran (app.warm_up); /ready waits for it
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     def user_hash(self, headers: Mapping[str, str]) -> str | None:

@@ -25,17 +25,42 @@ T = TypeVar("T")
 # A plain connection or one borrowed from the pool: the query code accepts both.
 Conn = asyncpg.Connection | PoolConnectionProxy
 
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.exceptions.ConnectionDoesNotExistError,
+# Connection-level failures: the server or the path to it is gone, restarting, full or read-only (a standby after
+# a failover). A retry on a fresh connection may succeed; after the retry deadline they are 503
+# database_unavailable. OSError covers what the event loop raises for a vanished socket (FileNotFoundError under
+# uvloop), refused and reset connections, and timeouts.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.ReadOnlySQLTransactionError,
+    asyncpg.exceptions.InterfaceError,  # "connection is closed", "connection was closed in the middle of operation"
+)
+# Transient on a healthy server: run the operation again.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    *CONNECTION_ERRORS,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.AdminShutdownError,
-    ConnectionResetError,
-    ConnectionRefusedError,
-    TimeoutError,
 )
+DEFAULT_RETRY_SECONDS = 5.0
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """A connection-level failure of the database driver (not of some other client: OSError counts only when
+    it was raised inside asyncpg)."""
+    if isinstance(exc, asyncpg.exceptions.InternalClientError):
+        return False
+    if isinstance(exc, OSError) and not isinstance(exc, asyncpg.PostgresError):
+        tb = exc.__traceback__
+        while tb is not None:
+            if "asyncpg" in tb.tb_frame.f_code.co_filename:
+                return True
+            tb = tb.tb_next
+        return False
+    return isinstance(exc, CONNECTION_ERRORS)
 
 
 def describe_target(url: str) -> str:
@@ -66,22 +91,60 @@ def map_connect_error(exc: BaseException, url: str) -> StoreError:
 
 
 async def with_retries(
-    operation: Callable[[], Awaitable[T]], *, attempts: int = 4, base_delay: float = 0.2, what: str = "query"
+    operation: Callable[[], Awaitable[T]], *, deadline: float = DEFAULT_RETRY_SECONDS, base_delay: float = 0.1,
+    what: str = "query", pool: asyncpg.Pool | None = None,
 ) -> T:
-    """Run ``operation``, retrying transient failures (lost connection, deadlock...) with jittered backoff."""
-    for attempt in range(attempts):
+    """Run ``operation``, retrying transient failures (lost connection, server restarting, deadlock...) with
+    jittered exponential backoff for up to ``deadline`` seconds, then raise :class:`DatabaseUnavailableError`.
+
+    After a connection-level failure the pool's idle connections are expired: after a database restart they are
+    all dead, and without this each retry would draw the next dead one instead of opening a fresh connection.
+    """
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline
+    attempt = 0
+    while True:
         try:
             return await operation()
         except TRANSIENT_ERRORS as exc:
-            if attempt == attempts - 1:
+            if pool is not None and isinstance(exc, CONNECTION_ERRORS):
+                await _expire(pool)
+            delay = min(base_delay * 2**attempt * (0.5 + random.random()), 2.0)
+            attempt += 1
+            if loop.time() + delay > give_up:
                 raise DatabaseUnavailableError(
-                    f"the database {what} kept failing after {attempts} attempts ({type(exc).__name__}: {exc}); "
-                    "check that PostgreSQL is running"
+                    f"the database {what} failed: PostgreSQL is unreachable or restarting ({failure_reason(exc)}) "
+                    f"and did not come back within {deadline:g} s; retry shortly"
                 ) from exc
-            delay = base_delay * 2**attempt * (0.5 + random.random())
-            logger.warning("transient database error during %s (%s); retrying in %.2fs", what, exc, delay)
+            logger.warning("transient database error during %s (%s: %s); retrying in %.2fs",
+                           what, type(exc).__name__, exc, delay)
             await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A connection failure in words for clients (class names and driver details stay in the log)."""
+    if isinstance(exc, FileNotFoundError):
+        return "its socket is gone"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, asyncpg.exceptions.TooManyConnectionsError):
+        return "too many connections"
+    if isinstance(exc, asyncpg.exceptions.ReadOnlySQLTransactionError):
+        return "the server is read-only"
+    if isinstance(exc, asyncpg.exceptions.OperatorInterventionError):
+        return "the server is shutting down or starting"
+    if isinstance(exc, asyncpg.exceptions.SerializationError | asyncpg.exceptions.DeadlockDetectedError):
+        return "conflicting transactions"
+    return "connection lost"
+
+
+async def _expire(pool: asyncpg.Pool) -> None:
+    try:
+        await pool.expire_connections()
+    except Exception:  # the pool may be closing; the retry will tell
+        logger.debug("could not expire the pool's connections", exc_info=True)
 
 
 async def connect_once(url: str, connect_timeout: float) -> asyncpg.Connection:

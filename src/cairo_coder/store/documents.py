@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import asyncpg
 
 from cairo_coder import lexical
 from cairo_coder.config import DatabaseSettings, SearchSettings, mask_url
 from cairo_coder.embeddings import Embedder
+from cairo_coder.sanitize import clean_text
 from cairo_coder.store import schema, writes
 from cairo_coder.store import search as rank
-from cairo_coder.store.database import Conn, connect_with_retries, create_pool, with_retries
+from cairo_coder.store.database import (
+    DEFAULT_RETRY_SECONDS,
+    Conn,
+    connect_with_retries,
+    create_pool,
+    with_retries,
+)
 from cairo_coder.store.embedded import EmbeddedPostgres
+from cairo_coder.store.pages import Page, fetch_page
 from cairo_coder.store.scans import ExactScans
 from cairo_coder.store.writes import ChunkRecord
 from cairo_coder.types import Document, DocumentMetadata, SearchMode, SearchResult
 
 SYMBOL_BONUS = 1.0
+T = TypeVar("T")
 
 
 class DocumentStore:
@@ -44,6 +54,7 @@ class DocumentStore:
         # Whether the store has vectors to search (False while nothing has been indexed yet).
         self.dense_ready = False
         self.source_sizes = rank.SourceSizes()
+        self.retry_seconds = DEFAULT_RETRY_SECONDS
         self.exact_scans = ExactScans(pool, search_settings.window_weight)
         reference = {source.value: globs for source, globs in search_settings.reference_pages.items()}
         self.page_kinds = rank.PageKinds(reference, search_settings.reference_weight)
@@ -78,6 +89,7 @@ class DocumentStore:
         store = cls(pool, embedder, search_settings or SearchSettings(), url=url, schema_version=version,
                     embedded=embedded)
         store.dense_ready = bool(bound and bound[1] and embedder.dimensions)
+        store.retry_seconds = database.retry_seconds
         return store
 
     async def close(self) -> None:
@@ -91,6 +103,20 @@ class DocumentStore:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    async def retrying(self, operation: Callable[[], Awaitable[T]], what: str, deadline: float | None = None) -> T:
+        """``operation`` (which takes its own pooled connections) retried through a lost or restarting database
+        for up to ``deadline`` (default ``database.retry_seconds``); then :class:`DatabaseUnavailableError`."""
+        deadline = self.retry_seconds if deadline is None else deadline
+        return await with_retries(operation, deadline=deadline, what=what, pool=self.pool)
+
+    async def count_documents(self, deadline: float | None = None) -> int:
+        return int(await self.retrying(lambda: self.pool.fetchval("SELECT count(*) FROM documents"),
+                                       "count of documents", deadline) or 0)
+
+    async def page(self, url: str) -> Page | None:
+        """The whole page whose URL is ``url`` (see :func:`pages.fetch_page`), or None."""
+        return await self.retrying(lambda: fetch_page(self.pool, url), "page lookup")
 
     async def bind_for_writing(self) -> None:
         async with self.pool.acquire() as conn:
@@ -165,7 +191,7 @@ class DocumentStore:
             # After the commit: a search during the transaction would re-cache the counts it is changing.
             self.source_sizes.invalidate()
 
-        await with_retries(run, what=f"write of {source}/{path}")
+        await self.retrying(run, f"write of {source}/{path}")
 
     async def delete_pages(self, source: str, paths: list[str]) -> int:
         if not paths:
@@ -207,7 +233,7 @@ class DocumentStore:
         embeddings). ``query_vector``: the query's embedding when the caller already has it (e.g. embedded in
         a batch); unit length, as every Embedder returns it.
         """
-        query = query.replace("\x00", " ")  # PostgreSQL text cannot hold NUL
+        query = clean_text(query.replace("\x00", " "))  # NUL, lone surrogates: PostgreSQL cannot hold them
         if not query.strip():
             return []
         query = lexical.with_decoded_messages(query)  # pasted error output: its hex-encoded messages, readable
@@ -238,7 +264,7 @@ class DocumentStore:
                 return await self._fetch(conn, scored, reported, k, min_similarity)
 
         try:
-            return await with_retries(run, what="search")
+            return await self.retrying(run, "search")
         finally:
             if vector_task is not None and not vector_task.done():
                 vector_task.cancel()

@@ -19,6 +19,9 @@ from typing import Any
 
 import asyncpg
 
+from cairo_coder.sanitize import clean_json, clean_text
+from cairo_coder.store.database import CONNECTION_ERRORS
+
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
@@ -111,35 +114,61 @@ class InsightsRecorder:
             while len(batch) < BATCH_SIZE and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._write(batch)
-                self.written += len(batch)
-            except Exception:
-                self.failed += len(batch)
-                logger.exception("could not write %d query insights records", len(batch))
+                await self._write_batch(batch)
             finally:
                 for _ in batch:
                     self._queue.task_done()
+
+    async def _write_batch(self, batch: list[InsightEntry]) -> None:
+        """Write ``batch``: through a database outage (kept and retried, the queue bounds memory meanwhile), and
+        record by record when the database refuses the batch, so that one bad record never loses the others."""
+        delay = 0.5
+        while True:
+            try:
+                await self._write(batch)
+                self.written += len(batch)
+                return
+            except CONNECTION_ERRORS as exc:
+                logger.warning("query insights: the database is unreachable (%s); %d records kept, retrying in "
+                               "%.1f s", type(exc).__name__, len(batch), delay)
+                with contextlib.suppress(Exception):
+                    await self.pool.expire_connections()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+            except Exception:
+                if len(batch) == 1:
+                    self.failed += 1
+                    logger.exception("query insights: a record was refused by the database and dropped")
+                    return
+                for entry in batch:  # find the record(s) the database refuses; write the rest
+                    await self._write_batch([entry])
+                return
 
     async def _write(self, batch: list[InsightEntry]) -> None:
         await self.pool.executemany(
             """INSERT INTO query_insights (agent_id, query, chat_history, answer, sources, usage, duration_ms,
                    conversation_id, user_hash, mcp_mode, status, error)
                VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $11, $12)""",
-            [(_nul(e.agent_id), _nul(e.query), _nul(json.dumps(e.chat_history)), _nul(e.answer),
-              _nul(json.dumps(e.sources)), json.dumps(e.usage), e.duration_ms, _nul(e.conversation_id), e.user_hash,
-              e.mcp_mode, e.status, _nul(e.error)) for e in batch],
+            [(_text(e.agent_id), _text(e.query), _json(e.chat_history), _text(e.answer), _json(e.sources),
+              _json(e.usage), e.duration_ms, _text(e.conversation_id), e.user_hash, e.mcp_mode, e.status,
+              _text(e.error)) for e in batch],
         )
 
 
-def _nul(text: str | None) -> str | None:
-    """PostgreSQL text cannot hold NUL characters (nor jsonb the escaped \\u0000): drop them."""
-    return text.replace("\x00", "").replace("\\u0000", "") if text is not None else None
+def _text(text: str | None) -> str | None:
+    """Storable text (see sanitize.py): PostgreSQL refuses NUL and lone surrogates."""
+    return clean_text(text) if text is not None else None
+
+
+def _json(value: Any) -> str:
+    # jsonb refuses the escaped NUL (\u0000) and lone surrogates as well: cleaned before encoding.
+    return json.dumps(clean_json(value))
 
 
 async def query_insights(pool: asyncpg.Pool, where: InsightFilter) -> tuple[list[dict[str, Any]], bool]:
     """One page of records, newest first, and whether more follow (keyset paging on id)."""
     for name in ("agent_id", "text", "conversation_id", "user_hash"):
-        setattr(where, name, _nul(getattr(where, name)))
+        setattr(where, name, _text(getattr(where, name)))
     clauses: list[str] = []
     params: list[Any] = []
 

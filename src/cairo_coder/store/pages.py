@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from cairo_coder.sanitize import clean_text
+
 
 @dataclass
 class Page:
@@ -18,7 +20,7 @@ class Page:
 
 
 def _candidates(url: str) -> list[str]:
-    base = url.replace("\x00", "").strip().split("#", 1)[0].split("?", 1)[0]
+    base = clean_text(url).strip().split("#", 1)[0].split("?", 1)[0]
     variants = {base, base.rstrip("/"), base.rstrip("/") + "/"}
     if base.endswith(".html"):
         variants.add(base[: -len(".html")])

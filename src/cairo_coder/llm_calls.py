@@ -1,0 +1,62 @@
+"""One retry policy for every language-model call (checked responses: ``llm.CheckedLM``).
+
+:func:`retry_delay` is the retry policy of every stage: rate limits, 5xx, timeouts and transport errors are
+retried ``llm.retries`` times, after the provider's Retry-After when it sends one (else jittered exponential
+backoff), unless that wait is longer than ``llm.max_retry_wait``: then the client gets the error, and the
+Retry-After, at once. A stream is never retried after any of it was shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from cairo_coder.llm import RETRYABLE, translate_error
+
+T = TypeVar("T")
+
+
+def retry_delay(exc: BaseException, attempt: int, retries: int, max_wait: float) -> float | None:
+    """Seconds to wait before attempt ``attempt + 1``, or None when ``exc`` must be raised now."""
+    error = translate_error(exc)
+    if error is None or not isinstance(error, RETRYABLE) or attempt >= retries:
+        return None
+    if error.retry_after is not None:
+        wait = float(error.retry_after)
+        return wait if wait <= max_wait else None
+    backoff: float = 2.0**attempt * (0.75 + 0.5 * random.random())  # 1 s, 2 s, 4 s ... jittered ±25%
+    return min(backoff, max_wait)
+
+
+def final_error(exc: BaseException, attempts: int) -> BaseException:
+    """The error to raise after ``attempts`` attempts: ours, saying how many were made."""
+    error = translate_error(exc)
+    if error is None:
+        return exc
+    if attempts > 1 and isinstance(error, RETRYABLE):
+        wait = f"; retry after {error.retry_after:g} s" if error.retry_after else ""
+        error = type(error)(f"{error} (gave up after {attempts} attempts{wait})", model=error.model,
+                            retry_after=error.retry_after)
+    return error
+
+
+async def retrying(call: Callable[[], Awaitable[T]], retries: int, max_wait: float) -> T:
+    """``call()`` under the retry policy; the last failure is raised as our precise :class:`LLMError`."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            delay = retry_delay(exc, attempt, retries, max_wait)
+            if delay is None:
+                raised = final_error(exc, attempt + 1)
+                if raised is exc:
+                    raise
+                raise raised from exc
+            attempt += 1
+            await asyncio.sleep(delay)
+
+
+__all__ = ["final_error", "retry_delay", "retrying"]
