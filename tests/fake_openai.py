@@ -209,6 +209,13 @@ class FakeOpenAI:
                      "finish_reason": None}]} for i, piece in enumerate(chunks)]
                 if fault == "empty_choices":
                     events = [{**base, "object": "chat.completion.chunk", "choices": []}]
+                if fault == "cut_eof":  # the same cut in a body delimited by the connection's end (no framing)
+                    for event in events:
+                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                    self.wfile.flush()
+                    self.close_connection = True
+                    owner.stream_outcomes.append("cut")
+                    return
                 if fault == "cut":  # the connection drops mid-stream: no finish, no usage, no [DONE], no last chunk
                     for event in events:
                         data = f"data: {json.dumps(event)}\n\n".encode()

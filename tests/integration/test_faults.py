@@ -249,3 +249,19 @@ def test_ready_says_warming_until_the_model_is_loaded(server: LiveServer) -> Non
         assert any("warming" in p for p in body.json()["problems"])
     finally:
         server.services.warm = True
+
+
+def test_the_lm15_engine_reports_length_and_detects_an_unframed_cut(start: Callable[..., LiveServer], kb_url: str,
+                                                                   fake: FakeOpenAI) -> None:
+    """DSPy's native engine checks that a stream ends with its completion event, so it also catches a cut that
+    HTTP cannot show (a body delimited by the connection's end, no [DONE]); LiteLLM reports that one as
+    complete (docs/api.md)."""
+    live = start(llm_settings(kb_url, fake, CAIRO_CODER_LLM__ENGINE="lm15", CAIRO_CODER_LLM__RETRIES="0"))
+    fake.chunk_size = 4
+    fake.chat_faults.extend(["", "cut_eof"])
+    error = sse_error(live)
+    assert error is not None and error["code"] == "llm_incomplete", error
+    fake.reset()
+    fake.chat_faults.extend(["", "length"])
+    assert post(live, ask()).json()["choices"][0]["finish_reason"] == "length"
+    recovers(live, fake)
