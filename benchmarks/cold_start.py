@@ -34,10 +34,12 @@ QUESTION = "How do I declare a storage variable in a Starknet contract?"
 
 async def burst(url: str, clients: int) -> list[float]:
     async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+
         async def one(i: int) -> float:
             started = time.perf_counter()
-            response = await client.post("/v1/chat/completions", json={
-                "messages": [{"role": "user", "content": f"{QUESTION} ({i})"}]})
+            response = await client.post(
+                "/v1/chat/completions", json={"messages": [{"role": "user", "content": f"{QUESTION} ({i})"}]}
+            )
             response.raise_for_status()
             return time.perf_counter() - started
 
@@ -84,23 +86,33 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = Path(os.environ.get("CAIRO_CODER_BENCH_DIR") or REPO / ".bench") / "server"
     with fake_openai_server() as base_url:
-        env = {**os.environ, "CAIRO_CODER_DATABASE__DATA_DIR": os.environ.get("CAIRO_CODER_DATABASE__DATA_DIR",
-                                                                                str(data_dir)),
-               "CAIRO_CODER_CORPUS": str(CORPUS), "CAIRO_CODER_MODEL": BENCH_MODEL, "OPENAI_BASE_URL": base_url,
-               "OPENAI_API_KEY": "sk-bench", "CAIRO_CODER_SERVER__MAX_CONCURRENT_REQUESTS": "256",
-               "CAIRO_CODER_SERVER__INSIGHTS": "false", "HF_HUB_OFFLINE": "1"}
+        env = {
+            **os.environ,
+            "CAIRO_CODER_DATABASE__DATA_DIR": os.environ.get("CAIRO_CODER_DATABASE__DATA_DIR", str(data_dir)),
+            "CAIRO_CODER_CORPUS": str(CORPUS),
+            "CAIRO_CODER_MODEL": BENCH_MODEL,
+            "OPENAI_BASE_URL": base_url,
+            "OPENAI_API_KEY": "sk-bench",
+            "CAIRO_CODER_SERVER__MAX_CONCURRENT_REQUESTS": "256",
+            "CAIRO_CODER_SERVER__INSIGHTS": "false",
+            "HF_HUB_OFFLINE": "1",
+        }
         env.pop("LITELLM_LOCAL_MODEL_COST_MAP", None)  # measure what a user gets: the server's own default
         one_run(env, 1, ingest=True)  # the store is built (once) and the page cache warm: not measured
         rows = []
         for run in range(args.runs):
             listening, ready, first, warm = one_run(env, args.clients)
             rows.append((listening, ready, first, warm))
-            print(f"run {run + 1}: listening {listening:6.2f} s  ready {ready:6.2f} s  first {args.clients} "
-                  f"requests median {first * 1000:8.1f} ms  warm {warm * 1000:8.1f} ms  ratio {first / warm:5.2f}",
-                  flush=True)
+            print(
+                f"run {run + 1}: listening {listening:6.2f} s  ready {ready:6.2f} s  first {args.clients} "
+                f"requests median {first * 1000:8.1f} ms  warm {warm * 1000:8.1f} ms  ratio {first / warm:5.2f}",
+                flush=True,
+            )
     med = [statistics.median(column) for column in zip(*rows, strict=True)]
-    print(f"median: listening {med[0]:.2f} s, ready {med[1]:.2f} s, first burst {med[2] * 1000:.1f} ms, warm "
-          f"{med[3] * 1000:.1f} ms, ratio {med[2] / med[3]:.2f} (target <= 2)")
+    print(
+        f"median: listening {med[0]:.2f} s, ready {med[1]:.2f} s, first burst {med[2] * 1000:.1f} ms, warm "
+        f"{med[3] * 1000:.1f} ms, ratio {med[2] / med[3]:.2f} (target <= 2)"
+    )
 
 
 if __name__ == "__main__":

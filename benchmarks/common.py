@@ -27,8 +27,9 @@ DATASET = Path(os.environ.get("CAIRO_CODER_EVAL_DATASET") or REPO.parent / "shar
 @contextmanager
 def fake_openai_server() -> Iterator[str]:
     """tests/fake_openai.py in a process of its own (its work does not share our GIL); yields its /v1 URL."""
-    fake = subprocess.Popen([sys.executable, "-m", "tests.fake_openai"], cwd=REPO, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_openai"], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert fake.stdout is not None and fake.stdin is not None
     try:
         yield fake.stdout.readline().strip()
@@ -41,8 +42,13 @@ def bench_settings(name: str, **env: str) -> Settings:
     """Settings on an embedded PostgreSQL in a benchmark-specific data dir (kept between runs under .bench/)."""
     root = Path(os.environ.get("CAIRO_CODER_BENCH_DIR") or REPO / ".bench")
     root.mkdir(exist_ok=True)
-    return load_settings(environ={**{k: v for k, v in os.environ.items() if k.startswith("CAIRO_CODER_")},
-                                  "CAIRO_CODER_DATABASE__DATA_DIR": str(root / name), **env})
+    return load_settings(
+        environ={
+            **{k: v for k, v in os.environ.items() if k.startswith("CAIRO_CODER_")},
+            "CAIRO_CODER_DATABASE__DATA_DIR": str(root / name),
+            **env,
+        }
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -52,8 +58,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def describe(values_ms: list[float]) -> str:
-    return (f"p50 {percentile(values_ms, 50):7.2f} ms  p99 {percentile(values_ms, 99):7.2f} ms  "
-            f"mean {statistics.fmean(values_ms):7.2f} ms  (n={len(values_ms)})")
+    return (
+        f"p50 {percentile(values_ms, 50):7.2f} ms  p99 {percentile(values_ms, 99):7.2f} ms  "
+        f"mean {statistics.fmean(values_ms):7.2f} ms  (n={len(values_ms)})"
+    )
 
 
 def scratch_dir() -> Path:

@@ -41,8 +41,10 @@ async def run(embeddings: str) -> None:
                 report = await ingester.ingest_source(source, CORPUS)
                 total_chunks += report.chunks
                 rate = report.chunks / report.seconds if report.seconds else 0.0
-                print(f"{report.source:<18} pages {report.pages:5d}  chunks {report.chunks:5d}  written "
-                      f"{report.new + report.updated:5d}  {report.seconds:6.1f} s  {rate:7.1f} chunks/s")
+                print(
+                    f"{report.source:<18} pages {report.pages:5d}  chunks {report.chunks:5d}  written "
+                    f"{report.new + report.updated:5d}  {report.seconds:6.1f} s  {rate:7.1f} chunks/s"
+                )
             seconds = time.perf_counter() - pass_started
             print(f"{'total':<18} chunks {total_chunks:5d}  {seconds:6.1f} s  {total_chunks / seconds:7.1f} chunks/s")
         print(f"\nwall time including store start and model load: {time.perf_counter() - started:.1f} s")

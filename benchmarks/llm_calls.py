@@ -56,8 +56,15 @@ async def measure(label: str, calls: int, call: Callable[[], Awaitable[object]])
 async def bench(args: argparse.Namespace, base_url: str) -> None:
     messages = [{"role": "user", "content": QUESTION}]
     for engine in ("litellm", "lm15"):
-        lm = dspy.LM(args.model, api_base=base_url, api_key="sk-bench", cache=False, num_retries=0, engine=engine,
-                     **({"max_retries": 0} if engine == "litellm" else {}))
+        lm = dspy.LM(
+            args.model,
+            api_base=base_url,
+            api_key="sk-bench",
+            cache=False,
+            num_retries=0,
+            engine=engine,
+            **({"max_retries": 0} if engine == "litellm" else {}),
+        )
         print(f"\n== engine {engine} ({args.model})")
         await measure("bare dspy.LM call (a prompt string)", args.calls, lambda lm=lm: lm.acall(QUESTION))
         processor = QueryProcessorProgram()
@@ -70,20 +77,26 @@ async def bench(args: argparse.Namespace, base_url: str) -> None:
         generation = GenerationProgram()
 
         async def generate(lm: dspy.LM = lm, generation: GenerationProgram = generation) -> object:
-            program = dspy.streamify(generation, stream_listeners=[StreamListener(signature_field_name="answer")],
-                                     is_async_program=True)
+            program = dspy.streamify(
+                generation, stream_listeners=[StreamListener(signature_field_name="answer")], is_async_program=True
+            )
             with dspy.context(lm=lm, disable_history=True, trace=None):
                 return [value async for value in program(query=QUESTION, context=CONTEXT, chat_history="")]
 
         await measure("streamed generation (streamify + listener)", args.calls, generate)
-    embedder = RemoteEmbedder(EmbeddingSettings(provider="remote", api_base=base_url),
-                              LLMSettings(openai_api_key="sk-bench"))
+    embedder = RemoteEmbedder(
+        EmbeddingSettings(provider="remote", api_base=base_url), LLMSettings(openai_api_key="sk-bench")
+    )
     print("\n== embeddings and floors")
     await measure("query embedding (LiteLLM, 1536-d, base64)", args.calls, lambda: embedder.embed_query(QUESTION))
     sdk = openai.AsyncOpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
-    await measure("OpenAI SDK chat call (floor)", args.calls,
-                  lambda: sdk.chat.completions.create(model=args.model.split("/", 1)[-1], messages=messages))
+    await measure(
+        "OpenAI SDK chat call (floor)",
+        args.calls,
+        lambda: sdk.chat.completions.create(model=args.model.split("/", 1)[-1], messages=messages),
+    )
     async with httpx.AsyncClient(base_url=base_url) as http:
+
         async def bare() -> object:
             response = await http.post("/chat/completions", json={"model": "m", "messages": messages})
             return response.json()
@@ -94,8 +107,11 @@ async def bench(args: argparse.Namespace, base_url: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=200)
-    parser.add_argument("--model", default="openai/gpt-4o-mini",
-                        help="model string sent to the fake server (a known name: DSPy looks up its metadata)")
+    parser.add_argument(
+        "--model",
+        default="openai/gpt-4o-mini",
+        help="model string sent to the fake server (a known name: DSPy looks up its metadata)",
+    )
     args = parser.parse_args()
     with fake_openai_server() as base_url:
         asyncio.run(bench(args, base_url))

@@ -81,8 +81,9 @@ class TimedEmbedder:
             self.total += time.perf_counter() - started
 
 
-async def run_mode(factory: AgentFactory, questions: list[str], count: int, mcp: bool, timer: LMTimer,
-                   embedder: TimedEmbedder) -> None:
+async def run_mode(
+    factory: AgentFactory, questions: list[str], count: int, mcp: bool, timer: LMTimer, embedder: TimedEmbedder
+) -> None:
     totals, lms, embeds, overheads = [], [], [], []
     for question in questions[:5]:  # warm-up: pools, caches, imports
         await factory.create_agent().run(question, mcp_mode=mcp)
@@ -108,8 +109,12 @@ async def run_mode(factory: AgentFactory, questions: list[str], count: int, mcp:
 
 
 async def bench(args: argparse.Namespace, base_url: str) -> None:
-    env = {"CAIRO_CODER_MODEL": BENCH_MODEL, "OPENAI_BASE_URL": base_url, "OPENAI_API_KEY": "sk-bench",
-           "CAIRO_CODER_EMBEDDINGS__PROVIDER": args.embeddings}
+    env = {
+        "CAIRO_CODER_MODEL": BENCH_MODEL,
+        "OPENAI_BASE_URL": base_url,
+        "OPENAI_API_KEY": "sk-bench",
+        "CAIRO_CODER_EMBEDDINGS__PROVIDER": args.embeddings,
+    }
     if args.embeddings == "remote":
         env |= {"CAIRO_CODER_EMBEDDINGS__API_BASE": base_url}
     settings = bench_settings(f"pipeline-{args.embeddings}", **env)
@@ -123,16 +128,20 @@ async def bench(args: argparse.Namespace, base_url: str) -> None:
             if (CORPUS / source.value).is_dir():
                 await ingester.ingest_source(source, CORPUS)
         chunks = await store.pool.fetchval("SELECT count(*) FROM documents")
-        print(f"store: {chunks} chunks, embeddings={args.embeddings} ({embedder.id}); "
-              f"ingest/check {time.perf_counter() - started:.1f} s")
+        print(
+            f"store: {chunks} chunks, embeddings={args.embeddings} ({embedder.id}); "
+            f"ingest/check {time.perf_counter() - started:.1f} s"
+        )
         questions = [json.loads(line)["query"] for line in DATASET.read_text().splitlines() if line.strip()]
         timer = LMTimer()
         dspy.configure(callbacks=[timer])
         factory = AgentFactory(settings, store, embedder, LLMRouter(settings.llm, environ=env))
         await run_mode(factory, questions, args.requests, False, timer, embedder)
         await run_mode(factory, questions, args.requests, True, timer, embedder)
-        print(f"\nLLM calls per full answer: 2 (query processing, streamed generation); "
-              f"MCP mode: 1 (query processing). Total LM calls measured: {timer.calls}")
+        print(
+            f"\nLLM calls per full answer: 2 (query processing, streamed generation); "
+            f"MCP mode: 1 (query processing). Total LM calls measured: {timer.calls}"
+        )
     finally:
         await store.close()
 

@@ -56,8 +56,13 @@ async def measure(store: DocumentStore, queries: list[str], repeat: int, label: 
         for _ in range(repeat):
             for q, vector in zip(queries, vectors, strict=True):
                 started = time.perf_counter()
-                await store.search(q, 5, sources=sources, mode=mode,  # type: ignore[arg-type]
-                                   query_vector=vector if given else None)
+                await store.search(
+                    q,
+                    5,
+                    sources=sources,
+                    mode=mode,  # type: ignore[arg-type]
+                    query_vector=vector if given else None,
+                )
                 timings.append((time.perf_counter() - started) * 1000)
         print(f"{name:<30} {describe(timings)}")
 
@@ -73,7 +78,8 @@ async def shrink(store: DocumentStore) -> None:
         await conn.execute("DELETE FROM documents WHERE id = ANY($1::bigint[])", ids)
         await conn.execute(
             """UPDATE lexical_terms t SET df = c.n FROM
-                 (SELECT term, count(*) AS n FROM lexical_postings GROUP BY term) c WHERE t.term = c.term""")
+                 (SELECT term, count(*) AS n FROM lexical_postings GROUP BY term) c WHERE t.term = c.term"""
+        )
         await conn.execute("UPDATE lexical_terms SET df = (SELECT count(*) FROM documents) WHERE term = ''")
         await conn.execute("VACUUM ANALYZE documents")
         await conn.execute("VACUUM ANALYZE lexical_postings")
@@ -101,7 +107,9 @@ async def grow(store: DocumentStore, target: int) -> None:
                 await conn.execute(
                     """CREATE TEMP TABLE synth ON COMMIT DROP AS
                        SELECT id AS old_id, nextval('documents_id_seq') AS new_id FROM documents
-                       WHERE path NOT LIKE '%#synthetic-%' ORDER BY id LIMIT $1""", take)
+                       WHERE path NOT LIKE '%#synthetic-%' ORDER BY id LIMIT $1""",
+                    take,
+                )
                 await conn.execute(
                     f"""INSERT INTO documents (id, chunk_id, source, path, title, section, url, chunk_number,
                            content, content_hash, lexemes, token_count, symbols, metadata, embedding)
@@ -109,26 +117,31 @@ async def grow(store: DocumentStore, target: int) -> None:
                               d.path || '#synthetic-' || $1, d.title, d.section, d.url, d.chunk_number, d.content,
                               md5(d.content || s.new_id), d.lexemes, d.token_count, '{{}}', d.metadata,
                               {NOISY.format(column="d.embedding")}
-                       FROM synth s JOIN documents d ON d.id = s.old_id""", str(copy))
+                       FROM synth s JOIN documents d ON d.id = s.old_id""",
+                    str(copy),
+                )
                 await conn.execute(  # the copies' further vectors (windows, API items), with the same noise
                     f"""INSERT INTO chunk_vectors (doc_id, ordinal, kind, source, embedding)
                        SELECT s.new_id, v.ordinal, v.kind, v.source, {NOISY.format(column="v.embedding")}
-                       FROM synth s JOIN chunk_vectors v ON v.doc_id = s.old_id""")
+                       FROM synth s JOIN chunk_vectors v ON v.doc_id = s.old_id"""
+                )
                 await conn.execute(
                     """INSERT INTO lexical_postings (term, doc_id, source, impact)
                        SELECT p.term, s.new_id, p.source, p.impact * (0.8 + random() * 0.4)
-                       FROM synth s JOIN lexical_postings p ON p.doc_id = s.old_id WHERE random() > 0.2""")
+                       FROM synth s JOIN lexical_postings p ON p.doc_id = s.old_id WHERE random() > 0.2"""
+                )
                 await conn.execute(
                     """UPDATE lexical_terms t SET df = c.n FROM
-                         (SELECT term, count(*) AS n FROM lexical_postings GROUP BY term) c WHERE t.term = c.term""")
+                         (SELECT term, count(*) AS n FROM lexical_postings GROUP BY term) c WHERE t.term = c.term"""
+                )
                 await conn.execute("UPDATE lexical_terms SET df = (SELECT count(*) FROM documents) WHERE term = ''")
             current += take
             print(f"  {current} chunks ({time.perf_counter() - started:.0f} s)", flush=True)
         await conn.execute("SET maintenance_work_mem = '1GB'")
+        await conn.execute("CREATE INDEX documents_embedding_idx ON documents USING hnsw (embedding vector_cosine_ops)")
         await conn.execute(
-            "CREATE INDEX documents_embedding_idx ON documents USING hnsw (embedding vector_cosine_ops)")
-        await conn.execute(
-            "CREATE INDEX chunk_vectors_embedding_idx ON chunk_vectors USING hnsw (embedding vector_cosine_ops)")
+            "CREATE INDEX chunk_vectors_embedding_idx ON chunk_vectors USING hnsw (embedding vector_cosine_ops)"
+        )
         await conn.execute("VACUUM ANALYZE chunk_vectors")
         await conn.execute("VACUUM ANALYZE documents")
         await conn.execute("VACUUM ANALYZE lexical_postings")
@@ -138,8 +151,9 @@ async def grow(store: DocumentStore, target: int) -> None:
 
 async def run(chunks: int, repeat: int) -> None:
     settings = bench_settings("search")
-    store = await DocumentStore.open(settings.database, create_embedder(settings.embeddings), settings.search,
-                                     for_writing=True)
+    store = await DocumentStore.open(
+        settings.database, create_embedder(settings.embeddings), settings.search, for_writing=True
+    )
     try:
         if not await store.pool.fetchval("SELECT count(*) FROM documents"):
             print("ingesting the shared corpus (once)...")

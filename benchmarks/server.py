@@ -52,8 +52,9 @@ class Load:
         self.base = base
         self.questions = questions
         self.sent = 0
-        self.client = httpx.AsyncClient(base_url=base, timeout=60,
-                                        limits=httpx.Limits(max_connections=64, max_keepalive_connections=64))
+        self.client = httpx.AsyncClient(
+            base_url=base, timeout=60, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        )
 
     def body(self, stream: bool = False) -> dict[str, Any]:
         question = self.questions[self.sent % len(self.questions)]
@@ -113,11 +114,17 @@ async def bench(args: argparse.Namespace, server: subprocess.Popen[str], base: s
         await load.run(mode, 4, 20)
     print(f"\n== {args.embeddings} embeddings, one worker, fake LLM answering instantly")
     for clients, count in ((1, args.sequential), (32, args.concurrent)):
-        report(f"full answer, {clients} client(s)", await load.run("full", clients, count),
-               "target p50 < 30 ms" if clients == 1 else "target >= 60 req/s, p99 < 500 ms")
+        report(
+            f"full answer, {clients} client(s)",
+            await load.run("full", clients, count),
+            "target p50 < 30 ms" if clients == 1 else "target >= 60 req/s, p99 < 500 ms",
+        )
         report(f"full answer stream, {clients} client(s)", await load.run("stream", clients, count))
-        report(f"MCP mode, {clients} client(s)", await load.run("mcp", clients, count),
-               "" if clients == 1 else "target >= 150 req/s, p99 < 500 ms")
+        report(
+            f"MCP mode, {clients} client(s)",
+            await load.run("mcp", clients, count),
+            "" if clients == 1 else "target >= 150 req/s, p99 < 500 ms",
+        )
     print("\n== memory (server RSS)")
     modes = ("full", "stream", "mcp")
     while load.sent < 1000:
@@ -127,8 +134,10 @@ async def bench(args: argparse.Namespace, server: subprocess.Popen[str], base: s
     while load.sent < args.soak:
         await load.run(modes[(load.sent // 300) % 3], 32, min(300, args.soak - load.sent))
     rss_end = rss_mb(server.pid)
-    print(f"after {load.sent:>6} requests: {rss_end:7.1f} MB   ({(rss_end / rss_1k - 1) * 100:+.1f} %, "
-          "target within 10 %)")
+    print(
+        f"after {load.sent:>6} requests: {rss_end:7.1f} MB   ({(rss_end / rss_1k - 1) * 100:+.1f} %, "
+        "target within 10 %)"
+    )
     print("\n== fake LLM delaying every call by 100 ms")
     async with httpx.AsyncClient() as control:
         await control.post(fake_url.removesuffix("/v1") + "/control", json={"chat_delay": 0.1})
@@ -151,15 +160,29 @@ def main() -> None:
 def run_server(args: argparse.Namespace, fake_url: str) -> None:
     port = free_port()
     root = Path(os.environ.get("CAIRO_CODER_BENCH_DIR") or REPO / ".bench")
-    env = {**os.environ, "CAIRO_CODER_MODEL": BENCH_MODEL, "OPENAI_BASE_URL": fake_url,
-           "OPENAI_API_KEY": "sk-bench", "CAIRO_CODER_EMBEDDINGS__PROVIDER": args.embeddings,
-           "CAIRO_CODER_DATABASE__DATA_DIR": str(root / f"pipeline-{args.embeddings}"),
-           "CAIRO_CODER_CORPUS": str(CORPUS), "CAIRO_CODER_SERVER__MAX_CONCURRENT_REQUESTS": "256",
-           "CAIRO_CODER_SERVER__INSIGHTS": "true", "HF_HUB_OFFLINE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    env = {
+        **os.environ,
+        "CAIRO_CODER_MODEL": BENCH_MODEL,
+        "OPENAI_BASE_URL": fake_url,
+        "OPENAI_API_KEY": "sk-bench",
+        "CAIRO_CODER_EMBEDDINGS__PROVIDER": args.embeddings,
+        "CAIRO_CODER_DATABASE__DATA_DIR": str(root / f"pipeline-{args.embeddings}"),
+        "CAIRO_CODER_CORPUS": str(CORPUS),
+        "CAIRO_CODER_SERVER__MAX_CONCURRENT_REQUESTS": "256",
+        "CAIRO_CODER_SERVER__INSIGHTS": "true",
+        "HF_HUB_OFFLINE": "1",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
     if args.embeddings == "remote":
         env["CAIRO_CODER_EMBEDDINGS__API_BASE"] = fake_url
-    server = subprocess.Popen([sys.executable, "-m", "cairo_coder", "serve", "--port", str(port)], cwd=REPO,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cairo_coder", "serve", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 1800  # first start ingests the corpus

@@ -119,20 +119,30 @@ class FakeOpenAI:
                     return
                 with owner._lock:
                     if owner.log_requests:  # a long benchmark turns the log off (it would grow without bound)
-                        owner.requests.append({"path": self.path, "body": body, "time": time.monotonic(),
-                                               "authorization": self.headers.get("authorization")})
+                        owner.requests.append(
+                            {
+                                "path": self.path,
+                                "body": body,
+                                "time": time.monotonic(),
+                                "authorization": self.headers.get("authorization"),
+                            }
+                        )
                     queue = owner.chat_failures if "chat/completions" in self.path else deque()
                     status = queue.popleft() if queue else (owner.failures.popleft() if owner.failures else 0)
                     stall = owner.chat_stalls.popleft() if owner.chat_stalls and "chat/completions" in self.path else 0
-                    fault = owner.chat_faults.popleft() if owner.chat_faults and "chat/completions" in self.path \
-                        and not status else ""
+                    fault = (
+                        owner.chat_faults.popleft()
+                        if owner.chat_faults and "chat/completions" in self.path and not status
+                        else ""
+                    )
                 if stall:
                     time.sleep(stall)  # past the client's timeout: it gives up (and may retry) before the answer
                 if status:
                     kind = "rate_limit_error" if status == 429 else "server_error"
                     headers = {"retry-after": owner.retry_after} if owner.retry_after is not None else {}
-                    self._send(status, {"error": {"message": f"scripted {status}", "type": kind, "code": None}},
-                               headers)
+                    self._send(
+                        status, {"error": {"message": f"scripted {status}", "type": kind, "code": None}}, headers
+                    )
                     return
                 if self.path.endswith("/embeddings"):
                     if owner.delay:
@@ -141,14 +151,36 @@ class FakeOpenAI:
                     dims = int(body.get("dimensions") or owner.default_dimensions)
                     base64_wanted = body.get("encoding_format") == "base64"  # as OpenAI: little-endian float32
                     if base64_wanted and owner.reject_base64:  # an OpenAI-compatible server without base64
-                        self._send(400, {"error": {"message": "encoding_format not supported",
-                                                   "type": "invalid_request_error", "code": None}})
+                        self._send(
+                            400,
+                            {
+                                "error": {
+                                    "message": "encoding_format not supported",
+                                    "type": "invalid_request_error",
+                                    "code": None,
+                                }
+                            },
+                        )
                         return
-                    data = [{"object": "embedding", "index": i,
-                             "embedding": _base64_vector(fake_vector(str(t), dims)) if base64_wanted
-                             else fake_vector(str(t), dims)} for i, t in enumerate(inputs)]
-                    self._send(200, {"object": "list", "data": data, "model": body.get("model"),
-                                     "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}})
+                    data = [
+                        {
+                            "object": "embedding",
+                            "index": i,
+                            "embedding": _base64_vector(fake_vector(str(t), dims))
+                            if base64_wanted
+                            else fake_vector(str(t), dims),
+                        }
+                        for i, t in enumerate(inputs)
+                    ]
+                    self._send(
+                        200,
+                        {
+                            "object": "list",
+                            "data": data,
+                            "model": body.get("model"),
+                            "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)},
+                        },
+                    )
                     return
                 if self.path.endswith("/chat/completions"):
                     if owner.chat_delay:
@@ -189,11 +221,19 @@ class FakeOpenAI:
                 finish = "stop"
                 if fault in ("length", "cut"):
                     content, finish = content[: len(content) // 2], "length"
-                base = {"id": f"chatcmpl-{len(owner.requests)}", "created": int(time.time()),
-                        "model": body.get("model", "fake-model")}
+                base = {
+                    "id": f"chatcmpl-{len(owner.requests)}",
+                    "created": int(time.time()),
+                    "model": body.get("model", "fake-model"),
+                }
                 if not body.get("stream"):
-                    choices = [] if fault == "empty_choices" else [
-                        {"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": content}}]
+                    choices = (
+                        []
+                        if fault == "empty_choices"
+                        else [
+                            {"index": 0, "finish_reason": finish, "message": {"role": "assistant", "content": content}}
+                        ]
+                    )
                     self._send(200, {**base, "object": "chat.completion", "usage": usage, "choices": choices})
                     return
                 self.send_response(200)
@@ -203,10 +243,21 @@ class FakeOpenAI:
                 if fault == "cut":  # framed as real providers frame streams, so that a cut is visible
                     self.send_header("transfer-encoding", "chunked")
                 self.end_headers()
-                chunks = [content[i:i + owner.chunk_size] for i in range(0, len(content), owner.chunk_size)]
-                events = [{**base, "object": "chat.completion.chunk", "choices": [
-                    {"index": 0, "delta": {"role": "assistant", "content": piece} if i == 0 else {"content": piece},
-                     "finish_reason": None}]} for i, piece in enumerate(chunks)]
+                chunks = [content[i : i + owner.chunk_size] for i in range(0, len(content), owner.chunk_size)]
+                events = [
+                    {
+                        **base,
+                        "object": "chat.completion.chunk",
+                        "choices": [
+                            {
+                                "index": 0,
+                                "delta": {"role": "assistant", "content": piece} if i == 0 else {"content": piece},
+                                "finish_reason": None,
+                            }
+                        ],
+                    }
+                    for i, piece in enumerate(chunks)
+                ]
                 if fault == "empty_choices":
                     events = [{**base, "object": "chat.completion.chunk", "choices": []}]
                 if fault == "cut_eof":  # the same cut in a body delimited by the connection's end (no framing)
@@ -224,8 +275,13 @@ class FakeOpenAI:
                     self.close_connection = True
                     owner.stream_outcomes.append("cut")
                     return
-                events.append({**base, "object": "chat.completion.chunk",
-                               "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+                events.append(
+                    {
+                        **base,
+                        "object": "chat.completion.chunk",
+                        "choices": [{"index": 0, "delta": {}, "finish_reason": finish}],
+                    }
+                )
                 if (body.get("stream_options") or {}).get("include_usage"):
                     events.append({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
                 try:

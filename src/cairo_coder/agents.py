@@ -58,33 +58,47 @@ class AgentPrograms:
     optimized: dict[str, Path]
 
 
-def build_programs(agent: AgentConfiguration, settings: Settings, store: DocumentStore,
-                   embedder: Embedder) -> AgentPrograms:
+def build_programs(
+    agent: AgentConfiguration, settings: Settings, store: DocumentStore, embedder: Embedder
+) -> AgentPrograms:
     """The programs of one agent, with optimized versions loaded from ``pipeline.optimized_dir`` if present."""
     pipeline = settings.pipeline
     scarb = agent.program == "scarb"
-    query_processor = QueryProcessorProgram(ScarbQuerySignature if scarb else CairoQuerySignature,
-                                            SCARB_DEMOS if scarb else CAIRO_DEMOS, pipeline.max_search_queries)
+    query_processor = QueryProcessorProgram(
+        ScarbQuerySignature if scarb else CairoQuerySignature,
+        SCARB_DEMOS if scarb else CAIRO_DEMOS,
+        pipeline.max_search_queries,
+    )
     generation = GenerationProgram(ScarbGenerationSignature if scarb else CairoGenerationSignature)
-    retriever = DocumentRetrieverProgram(store, embedder, candidates_per_query=pipeline.candidates_per_query,
-                                         max_search_queries=pipeline.max_search_queries)
+    retriever = DocumentRetrieverProgram(
+        store,
+        embedder,
+        candidates_per_query=pipeline.candidates_per_query,
+        max_search_queries=pipeline.max_search_queries,
+    )
     prefix = "scarb_" if scarb else ""
     optimized: dict[str, Path] = {}
-    for name, program in ((f"{prefix}query_processor", query_processor), (f"{prefix}generation", generation),
-                          ("retrieval_judge", retriever.judge)):
+    for name, program in (
+        (f"{prefix}query_processor", query_processor),
+        (f"{prefix}generation", generation),
+        ("retrieval_judge", retriever.judge),
+    ):
         path = load_optimized(program, pipeline.optimized_dir, name, agent.id)
         if path is not None:
             optimized[name] = path
-    templates = {"contract": resolve_template(agent.contract_template, "contract"),
-                 "test": resolve_template(agent.test_template, "test")}
+    templates = {
+        "contract": resolve_template(agent.contract_template, "contract"),
+        "test": resolve_template(agent.test_template, "test"),
+    }
     return AgentPrograms(query_processor, retriever, generation, templates, optimized)
 
 
 class AgentFactory:
     """Creates :class:`RagPipeline` instances for declared agents over one store, embedder and LLM router."""
 
-    def __init__(self, settings: Settings, store: DocumentStore, embedder: Embedder,
-                 router: LLMRouter | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: DocumentStore, embedder: Embedder, router: LLMRouter | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.embedder = embedder
@@ -121,7 +135,13 @@ class AgentFactory:
     def create_agent_by_id(self, agent_id: str) -> RagPipeline:
         agent = self.get_config(agent_id)
         programs = self.programs(agent_id)
-        return RagPipeline(agent, router=self.router, query_processor=programs.query_processor,
-                           retriever=programs.retriever, generation=programs.generation,
-                           settings=self.settings.pipeline, templates=programs.templates,
-                           search=agent.search_config(self.settings.search.mode))
+        return RagPipeline(
+            agent,
+            router=self.router,
+            query_processor=programs.query_processor,
+            retriever=programs.retriever,
+            generation=programs.generation,
+            settings=self.settings.pipeline,
+            templates=programs.templates,
+            search=agent.search_config(self.settings.search.mode),
+        )

@@ -38,8 +38,9 @@ def cited_numbers(answer: str) -> list[int]:
 def check_citations(answer: str, source_count: int) -> Citations:
     """Split the answer's citations into those of the ``source_count`` numbered sources and the unknown ones."""
     numbers = cited_numbers(answer)
-    return Citations(cited=[n for n in numbers if 1 <= n <= source_count],
-                     unknown=[n for n in numbers if not 1 <= n <= source_count])
+    return Citations(
+        cited=[n for n in numbers if 1 <= n <= source_count], unknown=[n for n in numbers if not 1 <= n <= source_count]
+    )
 
 
 __all__ = ["Citations", "check_citations", "cited_numbers"]

@@ -180,11 +180,11 @@ class LLMSettings(_Section):
     """Language models. Model strings are LiteLLM's (``openai/gpt-4o-mini``, ``anthropic/claude-...``,
     ``gemini/gemini-2.0-flash``, ``ollama_chat/llama3.1``); empty means "not configured"."""
 
-    model: str = ""            # every stage that has no model of its own
-    chat_model: str = ""       # generation (the strong model)
-    fast_model: str = ""       # query processing, retrieval judge, suggestions (the fast model)
-    override_model: str = ""   # CAIRO_CODER_MODEL: forces the model of every stage of every agent
-    api_base: str = ""         # an OpenAI-compatible or Ollama endpoint used for every model
+    model: str = ""  # every stage that has no model of its own
+    chat_model: str = ""  # generation (the strong model)
+    fast_model: str = ""  # query processing, retrieval judge, suggestions (the fast model)
+    override_model: str = ""  # CAIRO_CODER_MODEL: forces the model of every stage of every agent
+    api_base: str = ""  # an OpenAI-compatible or Ollama endpoint used for every model
     openai_base_url: str = ""  # OPENAI_BASE_URL: endpoint for openai/... models only
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(default=4096, ge=16, le=200_000)
@@ -220,7 +220,7 @@ class PipelineSettings(_Section):
     max_search_queries: int = Field(default=5, ge=1, le=20)
     candidates_per_query: int = Field(default=10, ge=1, le=100)
     mcp_max_tokens: int = Field(default=8000, ge=100, le=200_000)
-    optimized_dir: str = ""    # directory of DSPy-optimized programs (<program>.json); empty: none
+    optimized_dir: str = ""  # directory of DSPy-optimized programs (<program>.json); empty: none
 
 
 UrlStyle = Literal["html", "clean", "antora", "corelib", "mintlify"]
@@ -291,8 +291,9 @@ class Settings(BaseSettings):
     def _default_agent_exists(self) -> Settings:
         if self.agents and self.pipeline.default_agent not in self.agents:
             known = ", ".join(sorted(self.agents))
-            raise ValueError(f"pipeline.default_agent {self.pipeline.default_agent!r} is not a declared agent "
-                             f"(known: {known})")
+            raise ValueError(
+                f"pipeline.default_agent {self.pipeline.default_agent!r} is not a declared agent (known: {known})"
+            )
         return self
 
     def source(self, source: DocumentSource | str) -> SourceConfig:
@@ -365,7 +366,6 @@ def _parse_env_value(raw: str) -> Any:
         except tomllib.TOMLDecodeError:
             return raw
     return raw
-
 
 
 LEGACY_PROVIDER_PREFIX = {"openai": "openai", "anthropic": "anthropic", "gemini": "gemini", "google": "gemini"}

@@ -34,7 +34,6 @@ BASE64_PROVIDERS = frozenset({"openai", "azure"})
 warnings.filterwarnings("ignore", message="Pydantic serializer warnings", category=UserWarning)
 
 
-
 class EmbeddingError(Exception):
     """Embedding failed (after retries for transient errors)."""
 
@@ -187,8 +186,9 @@ class LocalEmbedder:
         tokenizer = self._load().tokenizer
 
         def offsets(text: str) -> Offsets:
-            spans: Offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
-                                       verbose=False)["offset_mapping"]
+            spans: Offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)[
+                "offset_mapping"
+            ]
             return spans
 
         return split_windows(context, body, self.settings.max_tokens - 2, offsets)

@@ -136,8 +136,7 @@ class EvalReport:
                     "rank": r.rank,
                     "origin": r.item.origin,
                     "language": r.language,
-                    "ranked": [{"source": p.source, "path": p.path, "url": p.url, "score": p.score}
-                               for p in r.ranked],
+                    "ranked": [{"source": p.source, "path": p.path, "url": p.url, "score": p.score} for p in r.ranked],
                 }
                 for r in self.results
             ],
@@ -195,10 +194,16 @@ class Comparison:
         def rows(changes: list[ItemChange]) -> list[dict[str, Any]]:
             return [{"id": c.id, "before": c.before, "after": c.after} for c in changes]
 
-        return {"wins": rows(self.wins), "losses": rows(self.losses), "unchanged": self.unchanged,
-                "only_before": self.only_before, "only_after": self.only_after,
-                "metrics_before": self.metrics_before, "metrics_after": self.metrics_after,
-                "sign_test_p": self.p_value}
+        return {
+            "wins": rows(self.wins),
+            "losses": rows(self.losses),
+            "unchanged": self.unchanged,
+            "only_before": self.only_before,
+            "only_after": self.only_after,
+            "metrics_before": self.metrics_before,
+            "metrics_after": self.metrics_after,
+            "sign_test_p": self.p_value,
+        }
 
     @property
     def p_value(self) -> float:
@@ -219,8 +224,10 @@ def compare(report: EvalReport, earlier: dict[str, Any]) -> Comparison:
     try:
         before = {str(item["id"]): item.get("rank") for item in earlier["items"]}
     except (KeyError, TypeError) as exc:
-        raise DatasetError("the report to compare with is not a `cairo-coder eval retrieval --json` report "
-                           f"(no items with id and rank: {exc})") from exc
+        raise DatasetError(
+            "the report to compare with is not a `cairo-coder eval retrieval --json` report "
+            f"(no items with id and rank: {exc})"
+        ) from exc
     after = {r.item.id: r.rank for r in report.results}
     wins, losses, unchanged = [], [], 0
     for item_id, rank in after.items():
@@ -235,8 +242,15 @@ def compare(report: EvalReport, earlier: dict[str, Any]) -> Comparison:
             unchanged += 1
     shared = [r for r in report.results if r.item.id in before]
     earlier_report = EvalReport([ItemResult(r.item, [], before[r.item.id]) for r in shared])
-    return Comparison(wins, losses, unchanged, sorted(set(before) - set(after)), sorted(set(after) - set(before)),
-                      earlier_report.metrics(), EvalReport(shared).metrics())
+    return Comparison(
+        wins,
+        losses,
+        unchanged,
+        sorted(set(before) - set(after)),
+        sorted(set(after) - set(before)),
+        earlier_report.metrics(),
+        EvalReport(shared).metrics(),
+    )
 
 
 def sign_test(wins: int, losses: int) -> float:

@@ -31,7 +31,7 @@ _LETTERS: dict[str, str] = {
 _WORD_TEXT: dict[str, str] = {
     "en": "the and is are to of in how what do does can i my you it this that with for on be",
     "es": "el la los las de que y en un una para por con como cómo qué es mi se al del lo quiero puedo hacer esto "
-          "pero tengo ayuda ayudame",
+    "pero tengo ayuda ayudame",
     "pt": "de que em um uma para com como não meu minha do da isso é você está quero posso",
     "fr": "le la les de des et un une pour avec comment est je mon dans pas que du",
     "de": "der die das und ist ich wie nicht mit für ein eine zu auf mein was",
@@ -50,8 +50,14 @@ def prose(text: str) -> str:
 
 # Unicode blocks whose letters name the language (or its script) outright.
 _SCRIPTS: tuple[tuple[int, int, str], ...] = (
-    (0x4E00, 0x9FFF, "han"), (0x3400, 0x4DBF, "han"), (0x3040, 0x30FF, "ja"), (0xAC00, 0xD7AF, "ko"),
-    (0x0400, 0x04FF, "ru"), (0x0600, 0x06FF, "ar"), (0x0590, 0x05FF, "he"), (0x0900, 0x097F, "hi"),
+    (0x4E00, 0x9FFF, "han"),
+    (0x3400, 0x4DBF, "han"),
+    (0x3040, 0x30FF, "ja"),
+    (0xAC00, 0xD7AF, "ko"),
+    (0x0400, 0x04FF, "ru"),
+    (0x0600, 0x06FF, "ar"),
+    (0x0590, 0x05FF, "he"),
+    (0x0900, 0x097F, "hi"),
     (0x0E00, 0x0E7F, "th"),
 )
 

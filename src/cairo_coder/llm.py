@@ -129,24 +129,30 @@ def translate_error(exc: BaseException) -> LLMError | None:
         logger.debug("unparseable model output: %s", exc)
         signature = getattr(exc, "signature", None)
         fields = ", ".join(signature.output_fields) if signature is not None else "?"
-        return LLMOutputError(f"the language model's answer{where} did not have the expected fields ({fields})",
-                              model=model)
+        return LLMOutputError(
+            f"the language model's answer{where} did not have the expected fields ({fields})", model=model
+        )
     if not isinstance(exc, dx.LMError):
         return None
     detail = provider_detail(exc)
     retry_after = retry_after_of(exc)
     if isinstance(exc, dx.LMRateLimitError):
-        return LLMRateLimitError(f"the language model provider{where} is rate-limiting requests: {detail}",
-                                 model=model, retry_after=retry_after)
+        return LLMRateLimitError(
+            f"the language model provider{where} is rate-limiting requests: {detail}",
+            model=model,
+            retry_after=retry_after,
+        )
     if isinstance(exc, dx.LMAuthError | dx.LMBillingError | dx.LMNotConfiguredError):
         return LLMAuthError(f"the language model provider{where} rejected the credentials: {detail}", model=model)
     if isinstance(exc, dx.LMInvalidRequestError):
         return LLMRequestError(f"the language model provider{where} rejected the request: {detail}", model=model)
     if isinstance(exc, dx.LMTimeoutError):
-        return LLMUnavailableError(f"the language model{where} did not answer in time: {detail}", model=model,
-                                   retry_after=retry_after)
-    return LLMUnavailableError(f"the language model{where} is unavailable: {detail}", model=model,
-                               retry_after=retry_after)
+        return LLMUnavailableError(
+            f"the language model{where} did not answer in time: {detail}", model=model, retry_after=retry_after
+        )
+    return LLMUnavailableError(
+        f"the language model{where} is unavailable: {detail}", model=model, retry_after=retry_after
+    )
 
 
 def retry_after_of(exc: BaseException) -> float | None:
@@ -160,8 +166,11 @@ def retry_after_of(exc: BaseException) -> float | None:
         value: float | None = finite_seconds(getattr(seen, "retry_after", None))
         if value is not None:
             return value
-        for headers in (getattr(seen, "litellm_response_headers", None),
-                        getattr(getattr(seen, "response", None), "headers", None), getattr(seen, "headers", None)):
+        for headers in (
+            getattr(seen, "litellm_response_headers", None),
+            getattr(getattr(seen, "response", None), "headers", None),
+            getattr(seen, "headers", None),
+        ):
             if headers is not None and hasattr(headers, "get"):
                 value = retry_after_seconds(headers.get("retry-after") or headers.get("Retry-After"))
                 if value is not None:
@@ -203,8 +212,10 @@ def _finish_reasons(result: Any) -> list[Any]:
     choices = getattr(raw, "choices", None)
     if choices is None and isinstance(raw, dict):
         choices = raw.get("choices")
-    return [getattr(c, "finish_reason", None) or (c.get("finish_reason") if isinstance(c, dict) else None)
-            for c in choices or []]
+    return [
+        getattr(c, "finish_reason", None) or (c.get("finish_reason") if isinstance(c, dict) else None)
+        for c in choices or []
+    ]
 
 
 def _checked(result: Any) -> Any:
@@ -300,8 +311,14 @@ class LLMRouter:
             raise LLMNotConfiguredError(f"model {model!r} needs an API key: {hint}", model=model)
         return kwargs
 
-    def lm(self, stage: Stage, agent: AgentConfiguration | None = None, *, temperature: float | None = None,
-           max_tokens: int | None = None) -> Any:
+    def lm(
+        self,
+        stage: Stage,
+        agent: AgentConfiguration | None = None,
+        *,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> Any:
         """The ``dspy.LM`` for ``stage`` of ``agent``; raises :class:`LLMNotConfiguredError` naming what to set.
 
         ``temperature``/``max_tokens`` (a request's own values) win over the agent's and the global settings;

@@ -37,8 +37,9 @@ def final_error(exc: BaseException, attempts: int) -> BaseException:
         return exc
     if attempts > 1 and isinstance(error, RETRYABLE):
         wait = f"; retry after {error.retry_after:g} s" if error.retry_after else ""
-        error = type(error)(f"{error} (gave up after {attempts} attempts{wait})", model=error.model,
-                            retry_after=error.retry_after)
+        error = type(error)(
+            f"{error} (gave up after {attempts} attempts{wait})", model=error.model, retry_after=error.retry_after
+        )
     return error
 
 

@@ -76,9 +76,18 @@ def source_infos(documents: Sequence[SearchResult]) -> list[SourceInfo]:
     infos = []
     for number, doc in enumerate(documents, start=1):
         meta = doc.document.metadata
-        infos.append(SourceInfo(number=number, title=meta.title or meta.path, url=meta.url, source=meta.source,
-                                path=meta.path, section=list(meta.section), version=meta.source_commit,
-                                score=round(doc.score, 6)))
+        infos.append(
+            SourceInfo(
+                number=number,
+                title=meta.title or meta.path,
+                url=meta.url,
+                source=meta.source,
+                path=meta.path,
+                section=list(meta.section),
+                version=meta.source_commit,
+                score=round(doc.score, 6),
+            )
+        )
     return infos
 
 
@@ -117,8 +126,11 @@ def format_for_agent(documents: Sequence[SearchResult], max_tokens: int) -> str:
         parts.append(block)
         used += separator + cost
     if not parts:
-        return "No documentation matching this query was found." if not documents else (
-            f"The documentation found does not fit in {max_tokens} tokens; ask with a larger budget.")
+        return (
+            "No documentation matching this query was found."
+            if not documents
+            else (f"The documentation found does not fit in {max_tokens} tokens; ask with a larger budget.")
+        )
     return "\n".join(parts)
 
 
@@ -148,8 +160,14 @@ class RagPipeline:
 
     # ---------------------------------------------------------------------------------------------- public
 
-    async def stream(self, query: str, chat_history: Sequence[Message] = (), *, mcp_mode: bool = False,
-                     options: GenerationOptions | None = None) -> AsyncIterator[StreamEvent]:
+    async def stream(
+        self,
+        query: str,
+        chat_history: Sequence[Message] = (),
+        *,
+        mcp_mode: bool = False,
+        options: GenerationOptions | None = None,
+    ) -> AsyncIterator[StreamEvent]:
         """The events of one request; a failure becomes one ``error`` event, and nothing follows it."""
         try:
             state: dict[str, Any] = {"options": options or GenerationOptions()}
@@ -158,8 +176,14 @@ class RagPipeline:
         except Exception as exc:
             yield StreamEvent(type="error", data=error_payload(exc))
 
-    async def run(self, query: str, chat_history: Sequence[Message] = (), *, mcp_mode: bool = False,
-                  options: GenerationOptions | None = None) -> RagResult:
+    async def run(
+        self,
+        query: str,
+        chat_history: Sequence[Message] = (),
+        *,
+        mcp_mode: bool = False,
+        options: GenerationOptions | None = None,
+    ) -> RagResult:
         """The same events consumed whole; raises the precise exception instead of an ``error`` event."""
         usage = RequestUsage()
         state: dict[str, Any] = {"options": options or GenerationOptions()}
@@ -170,14 +194,21 @@ class RagPipeline:
                 sources = [SourceInfo.model_validate(s) for s in event.data]
             elif event.type == "final_response":
                 final = event.data
-        return RagResult(answer=final.get("answer", ""), sources=sources, usage=usage,
-                         documents=state.get("documents", []), processed_query=state.get("processed"),
-                         mcp_mode=mcp_mode, citations=list(final.get("citations", [])),
-                         unknown_citations=list(final.get("unknown_citations", [])),
-                         finish_reason=str(final.get("finish_reason") or "stop"))
+        return RagResult(
+            answer=final.get("answer", ""),
+            sources=sources,
+            usage=usage,
+            documents=state.get("documents", []),
+            processed_query=state.get("processed"),
+            mcp_mode=mcp_mode,
+            citations=list(final.get("citations", [])),
+            unknown_citations=list(final.get("unknown_citations", [])),
+            finish_reason=str(final.get("finish_reason") or "stop"),
+        )
 
-    async def retrieve(self, query: str, chat_history: Sequence[Message] = ()) -> tuple[ProcessedQuery,
-                                                                                         list[SearchResult]]:
+    async def retrieve(
+        self, query: str, chat_history: Sequence[Message] = ()
+    ) -> tuple[ProcessedQuery, list[SearchResult]]:
         """The agent's retrieval as its answers get it: query processing on the agent's configured model, then
         the retriever (and its judge when the agent enables it). For measuring what a deployment retrieves
         (``cairo-coder eval retrieval --agent``); it needs the query-processing model, and says so without one.
@@ -186,14 +217,16 @@ class RagPipeline:
             raise ValueError("the query is empty")
         self.router.lm("query_processing", self.agent)  # LLMNotConfiguredError names the settings to provide
         usage = RequestUsage()
-        processed = await self._process_query(query, format_history(chat_history, self.settings.max_history),
-                                              False, usage)
+        processed = await self._process_query(
+            query, format_history(chat_history, self.settings.max_history), False, usage
+        )
         return processed, await self._retrieve(processed, False, usage)
 
     # ---------------------------------------------------------------------------------------------- stages
 
-    async def _events(self, query: str, history: Sequence[Message], mcp_mode: bool, usage: RequestUsage,
-                      state: dict[str, Any]) -> AsyncIterator[StreamEvent]:
+    async def _events(
+        self, query: str, history: Sequence[Message], mcp_mode: bool, usage: RequestUsage, state: dict[str, Any]
+    ) -> AsyncIterator[StreamEvent]:
         if not query.strip():
             raise ValueError("the query is empty")
         agent = self.agent
@@ -205,17 +238,25 @@ class RagPipeline:
         yield StreamEvent(type="processing", data={"stage": "query_processing", "message": "Processing query"})
         processed = await self._process_query(query, history_text, mcp_mode, usage)
         state["processed"] = processed
-        yield StreamEvent(type="processing", data={"stage": "retrieval", "message": "Retrieving documentation",
-                                                   "search_queries": processed.search_queries,
-                                                   "resources": [r.value for r in processed.resources]})
+        yield StreamEvent(
+            type="processing",
+            data={
+                "stage": "retrieval",
+                "message": "Retrieving documentation",
+                "search_queries": processed.search_queries,
+                "resources": [r.value for r in processed.resources],
+            },
+        )
         documents = await self._retrieve(processed, mcp_mode, usage)
         state["documents"] = documents
         yield StreamEvent(type="sources", data=[s.model_dump(mode="json") for s in source_infos(documents)])
         if mcp_mode:
             text = format_for_agent(documents, self.settings.mcp_max_tokens)
             yield StreamEvent(type="response", data=text)
-            yield StreamEvent(type="final_response", data={"answer": text, "usage": usage.model_dump(),
-                                                           "citations": [], "unknown_citations": []})
+            yield StreamEvent(
+                type="final_response",
+                data={"answer": text, "usage": usage.model_dump(), "citations": [], "unknown_citations": []},
+            )
             yield StreamEvent(type="end")
             return
         answer_parts: list[str] = []
@@ -238,23 +279,35 @@ class RagPipeline:
         finish_reason = "length" if outcome.truncated else "stop"
         if outcome.truncated:
             logger.warning("the answer was cut at the token limit (max_tokens)")
-        yield StreamEvent(type="final_response", data={"answer": answer, "usage": usage.model_dump(),
-                                                       "citations": citations.cited,
-                                                       "unknown_citations": citations.unknown,
-                                                       "finish_reason": finish_reason})
+        yield StreamEvent(
+            type="final_response",
+            data={
+                "answer": answer,
+                "usage": usage.model_dump(),
+                "citations": citations.cited,
+                "unknown_citations": citations.unknown,
+                "finish_reason": finish_reason,
+            },
+        )
         yield StreamEvent(type="end")
 
     @contextmanager
     def _stage(self, stage: Stage, usage: RequestUsage, options: GenerationOptions | None = None) -> Iterator[None]:
         """Run a stage on its model, count its tokens, and turn DSPy/LiteLLM errors into our precise types."""
-        lm = self.router.lm(stage, self.agent, temperature=options.temperature if options else None,
-                            max_tokens=options.max_tokens if options else None)
+        lm = self.router.lm(
+            stage,
+            self.agent,
+            temperature=options.temperature if options else None,
+            max_tokens=options.max_tokens if options else None,
+        )
         # No DSPy call history and no trace: DSPy keeps up to 10,000 of each (prompts, inputs such as the whole
         # retrieved context, predictions) in global lists, hundreds of MB that a server never reads.
         # Streamed generation keeps DSPy's own ChatAdapter (its StreamListener recognises adapters by name).
         adapter = None if stage == "generation" else ADAPTER
-        with dspy.context(lm=lm, adapter=adapter, track_usage=True, disable_history=True, trace=None), \
-                track_usage() as tracker:
+        with (
+            dspy.context(lm=lm, adapter=adapter, track_usage=True, disable_history=True, trace=None),
+            track_usage() as tracker,
+        ):
             try:
                 yield
             except Exception as exc:
@@ -273,25 +326,35 @@ class RagPipeline:
         if mcp_mode and not self.router.is_configured(self.agent, "query_processing"):
             return raw_processed_query(query, allowed)
         with self._stage("query_processing", usage):
-            prediction = await self._retrying(lambda: self.query_processor.acall(query=query, chat_history=history,
-                                                                                allowed=allowed))
+            prediction = await self._retrying(
+                lambda: self.query_processor.acall(query=query, chat_history=history, allowed=allowed)
+            )
         processed: ProcessedQuery = prediction.processed_query
         return processed
 
     async def _retrieve(self, processed: ProcessedQuery, mcp_mode: bool, usage: RequestUsage) -> list[SearchResult]:
-        judge = self.agent.retrieval_judge and not (mcp_mode and not self.router.is_configured(
-            self.agent, "retrieval_judge"))
+        judge = self.agent.retrieval_judge and not (
+            mcp_mode and not self.router.is_configured(self.agent, "retrieval_judge")
+        )
         if not judge:
             prediction = await self.retriever.acall(processed=processed, config=self.search)
             return list(prediction.documents)
         with self._stage("retrieval_judge", usage):
-            prediction = await self._retrying(lambda: self.retriever.acall(
-                processed=processed, config=self.search, judge_threshold=self.agent.judge_threshold))
+            prediction = await self._retrying(
+                lambda: self.retriever.acall(
+                    processed=processed, config=self.search, judge_threshold=self.agent.judge_threshold
+                )
+            )
         return list(prediction.documents)
 
-    async def _generate(self, processed: ProcessedQuery, documents: list[SearchResult], history: str,
-                        usage: RequestUsage,
-                        options: GenerationOptions) -> AsyncIterator[tuple[str, dspy.Prediction | None]]:
+    async def _generate(
+        self,
+        processed: ProcessedQuery,
+        documents: list[SearchResult],
+        history: str,
+        usage: RequestUsage,
+        options: GenerationOptions,
+    ) -> AsyncIterator[tuple[str, dspy.Prediction | None]]:
         templates = []
         if processed.is_contract_related and self.templates.get("contract"):
             templates.append(self.templates["contract"])
@@ -304,8 +367,12 @@ class RagPipeline:
             while True:
                 shown = False
                 listener = StreamListener(signature_field_name="answer")
-                program = dspy.streamify(self.generation, stream_listeners=[listener], is_async_program=True,
-                                         include_final_prediction_in_output_stream=True)
+                program = dspy.streamify(
+                    self.generation,
+                    stream_listeners=[listener],
+                    is_async_program=True,
+                    include_final_prediction_in_output_stream=True,
+                )
                 try:
                     async for value in program(query=processed.original, context=context, chat_history=history):
                         if isinstance(value, StreamResponse):
@@ -319,7 +386,8 @@ class RagPipeline:
                         translated = translate_error(exc)
                         raise LLMIncompleteError(
                             "the language model's answer broke off before it was complete ("
-                            f"{translated or type(exc).__name__}); ask again", model=getattr(exc, "model", None),
+                            f"{translated or type(exc).__name__}); ask again",
+                            model=getattr(exc, "model", None),
                         ) from exc
                     delay = retry_delay(exc, attempt, settings.retries, settings.max_retry_wait)
                     if delay is None:
@@ -344,8 +412,10 @@ def error_payload(exc: BaseException) -> dict[str, Any]:
         return {"type": kind, "message": str(exc)}
     if is_connection_error(exc):  # a driver failure outside the store's retries: still the database's, not ours
         logger.warning("database connection failure outside a retried operation", exc_info=exc)
-        return {"type": "database_unavailable",
-                "message": f"the database is unreachable ({failure_reason(exc)}); retry shortly"}
+        return {
+            "type": "database_unavailable",
+            "message": f"the database is unreachable ({failure_reason(exc)}); retry shortly",
+        }
     if isinstance(exc, ValueError):
         return {"type": "invalid_request", "message": str(exc)}
     logger.exception("pipeline failure", exc_info=exc)

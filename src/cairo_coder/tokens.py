@@ -55,16 +55,19 @@ def encoding() -> Encoding | None:
     except ImportError:
         folder = None
     if folder is None:
-        logger.warning("no local cl100k_base tokenizer file: token budgets use an estimate of %.1f characters "
-                       "per token", FALLBACK_CHARS_PER_TOKEN)
+        logger.warning(
+            "no local cl100k_base tokenizer file: token budgets use an estimate of %.1f characters per token",
+            FALLBACK_CHARS_PER_TOKEN,
+        )
         return None
     saved = os.environ.get("TIKTOKEN_CACHE_DIR")
     os.environ["TIKTOKEN_CACHE_DIR"] = str(folder)  # where tiktoken looks before it would download
     try:
         return cast(Encoding, tiktoken.get_encoding("cl100k_base"))
     except Exception as exc:  # an unreadable or corrupt file: estimate rather than fail a request
-        logger.warning("cannot load the cl100k_base tokenizer (%s: %s); token budgets use an estimate",
-                       type(exc).__name__, exc)
+        logger.warning(
+            "cannot load the cl100k_base tokenizer (%s: %s); token budgets use an estimate", type(exc).__name__, exc
+        )
         return None
     finally:
         if saved is None:

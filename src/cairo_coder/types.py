@@ -122,11 +122,14 @@ class AgentConfiguration(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(default=None, ge=16, le=200_000)
     program: Literal["cairo", "scarb"] = Field(
-        default="cairo", description="Which query and generation signatures the agent uses.")
+        default="cairo", description="Which query and generation signatures the agent uses."
+    )
     contract_template: str = Field(
-        default="builtin", description="'builtin', '' (none) or a file whose text is added for contract questions.")
+        default="builtin", description="'builtin', '' (none) or a file whose text is added for contract questions."
+    )
     test_template: str = Field(
-        default="builtin", description="'builtin', '' (none) or a file whose text is added for test questions.")
+        default="builtin", description="'builtin', '' (none) or a file whose text is added for test questions."
+    )
     retrieval_judge: bool = Field(default=False, description="Score candidates with one batched LLM call.")
     judge_threshold: float = Field(default=0.4, ge=0.0, le=1.0)
 
@@ -147,9 +150,11 @@ class Usage(BaseModel):
     total_tokens: int = 0
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(prompt_tokens=self.prompt_tokens + other.prompt_tokens,
-                     completion_tokens=self.completion_tokens + other.completion_tokens,
-                     total_tokens=self.total_tokens + other.total_tokens)
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+        )
 
 
 class RequestUsage(Usage):

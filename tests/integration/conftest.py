@@ -49,8 +49,9 @@ async def build_kb(url: str, work_dir: Path, embedder: LocalEmbedder) -> None:
 
 
 @pytest.fixture(scope="session")
-async def kb_url(pg_server: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory,
-                 local_embedder: LocalEmbedder) -> AsyncIterator[str]:
+async def kb_url(
+    pg_server: EmbeddedPostgres, tmp_path_factory: pytest.TempPathFactory, local_embedder: LocalEmbedder
+) -> AsyncIterator[str]:
     """A database holding the mini corpus plus a Foundry and a Starknet.js page, indexed with the local embedder."""
     name = f"kb_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(pg_server.uri)
@@ -65,10 +66,9 @@ async def kb_url(pg_server: EmbeddedPostgres, tmp_path_factory: pytest.TempPathF
 
 
 def llm_settings(url: str, fake: FakeOpenAI, **env: str) -> Settings:
-    return make_settings(url, CAIRO_CODER_MODEL="openai/fake-model", OPENAI_BASE_URL=fake.base_url,
-                         OPENAI_API_KEY="sk-test", **env)
-
-
+    return make_settings(
+        url, CAIRO_CODER_MODEL="openai/fake-model", OPENAI_BASE_URL=fake.base_url, OPENAI_API_KEY="sk-test", **env
+    )
 
 
 @pytest.fixture(scope="module")

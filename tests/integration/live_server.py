@@ -18,9 +18,16 @@ class LiveServer:
     def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
         self.settings = settings
         self.app = create_app(settings, embedder=embedder, environ={})
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="on",
-                                ws_max_size=settings.server.max_body_bytes, timeout_graceful_shutdown=5,
-                                http=HeaderTimeoutProtocol)  # as `cairo-coder serve` runs it
+        config = uvicorn.Config(
+            self.app,
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="on",
+            ws_max_size=settings.server.max_body_bytes,
+            timeout_graceful_shutdown=5,
+            http=HeaderTimeoutProtocol,
+        )  # as `cairo-coder serve` runs it
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.port = 0

@@ -29,8 +29,16 @@ from tests.integration.live_server import LiveServer
 CHROMIUM = "/usr/bin/chromium"
 # As the machine's browser probe runs it: headless, no sandbox as root, no background connections (the closed
 # network refuses them), a fresh profile.
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 TRY_EVERYTHING = """async (base) => {
   const body = JSON.stringify({messages: [{role: "user", content: "How do I declare storage variables?"}]});
@@ -90,7 +98,8 @@ def attacker_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 async def test_a_page_of_another_origin_cannot_use_the_server_its_own_page_can(
-        kb_url: str, local_embedder: LocalEmbedder, fake: FakeOpenAI, attacker_site: str) -> None:
+    kb_url: str, local_embedder: LocalEmbedder, fake: FakeOpenAI, attacker_site: str
+) -> None:
     server = LiveServer(llm_settings(kb_url, fake), local_embedder).start()
     try:
         async with async_playwright() as playwright:

@@ -15,11 +15,15 @@ from tests.integration.mini_corpus import write_mini_corpus
 
 
 def cli(db_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith("CAIRO_CODER_") and not k.endswith("_API_KEY") and k != "OPENAI_BASE_URL"}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("CAIRO_CODER_") and not k.endswith("_API_KEY") and k != "OPENAI_BASE_URL"
+    }
     base.update({"DATABASE_URL": db_url, "CAIRO_CODER_EMBEDDINGS__PROVIDER": "none", **env})
-    return subprocess.run([sys.executable, "-m", "cairo_coder", *args], capture_output=True, text=True, env=base,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "cairo_coder", *args], capture_output=True, text=True, env=base, timeout=300
+    )
 
 
 @pytest.fixture
@@ -65,8 +69,14 @@ def test_ask_mcp_needs_no_model_and_ask_without_one_says_what_to_set(kb: str) ->
 
 def test_ask_reports_a_provider_failure_cleanly(kb: str, fake: FakeOpenAI) -> None:
     fake.chat_failures.extend([500] * 3)
-    failed = cli(kb, "ask", "storage?", CAIRO_CODER_MODEL="openai/fake", OPENAI_BASE_URL=fake.base_url,
-                 CAIRO_CODER_LLM__RETRIES="2")
+    failed = cli(
+        kb,
+        "ask",
+        "storage?",
+        CAIRO_CODER_MODEL="openai/fake",
+        OPENAI_BASE_URL=fake.base_url,
+        CAIRO_CODER_LLM__RETRIES="2",
+    )
     fake.chat_failures.clear()
     assert failed.returncode == 1
     assert "unavailable" in failed.stderr and "Traceback" not in failed.stderr

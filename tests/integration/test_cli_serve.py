@@ -23,14 +23,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(db_url: str, corpus: Path, log: Path, *options: str, config: Path | None = None
-          ) -> tuple[subprocess.Popen[bytes], str]:
+def start(
+    db_url: str, corpus: Path, log: Path, *options: str, config: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CAIRO_CODER_", "OPENAI"))}
-    env.update({"DATABASE_URL": db_url, "CAIRO_CODER_CORPUS": str(corpus), "CAIRO_CODER_EMBEDDINGS__PROVIDER": "none",
-                "CAIRO_CODER_SERVER__INSIGHTS": "false", "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
-    command = [sys.executable, "-m", "cairo_coder", *(["--config", str(config)] if config else []),
-               "serve", "--port", str(port), *options]
+    env.update(
+        {
+            "DATABASE_URL": db_url,
+            "CAIRO_CODER_CORPUS": str(corpus),
+            "CAIRO_CODER_EMBEDDINGS__PROVIDER": "none",
+            "CAIRO_CODER_SERVER__INSIGHTS": "false",
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        }
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "cairo_coder",
+        *(["--config", str(config)] if config else []),
+        "serve",
+        "--port",
+        str(port),
+        *options,
+    ]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -69,8 +85,11 @@ async def test_serve_ingests_on_first_start_then_serves(db_url: str, tmp_path: P
     try:
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
             ready = (await http.get("/ready")).json()
-            response = await http.post("/v1/chat/completions", headers={"x-mcp-mode": "yes"},
-                                       json={"messages": [{"role": "user", "content": "How do I declare storage?"}]})
+            response = await http.post(
+                "/v1/chat/completions",
+                headers={"x-mcp-mode": "yes"},
+                json={"messages": [{"role": "user", "content": "How do I declare storage?"}]},
+            )
         assert ready["status"] == "ready" and ready["documents"] > 0 and ready["llm_configured"] is False
         assert response.status_code == 200 and "Contract Storage" in response.text
     finally:

@@ -41,10 +41,18 @@ def start(kb_url: str, local_embedder: LocalEmbedder) -> Iterator[Callable[..., 
 
 @pytest.fixture(scope="module")
 def server(start: Callable[..., LiveServer], kb_url: str, fake: FakeOpenAI) -> LiveServer:
-    return start(llm_settings(kb_url, fake, CAIRO_CODER_LLM__RETRIES="1", CAIRO_CODER_LLM__TIMEOUT="2",
-                              CAIRO_CODER_LLM__MAX_RETRY_WAIT="5", CAIRO_CODER_SERVER__READ_TIMEOUT="1",
-                              CAIRO_CODER_SERVER__MAX_BODY_BYTES="20000",
-                              CAIRO_CODER_SERVER__ADMIN_KEY="admin-secret"))
+    return start(
+        llm_settings(
+            kb_url,
+            fake,
+            CAIRO_CODER_LLM__RETRIES="1",
+            CAIRO_CODER_LLM__TIMEOUT="2",
+            CAIRO_CODER_LLM__MAX_RETRY_WAIT="5",
+            CAIRO_CODER_SERVER__READ_TIMEOUT="1",
+            CAIRO_CODER_SERVER__MAX_BODY_BYTES="20000",
+            CAIRO_CODER_SERVER__ADMIN_KEY="admin-secret",
+        )
+    )
 
 
 def ask(stream: bool = False) -> dict[str, Any]:
@@ -101,9 +109,9 @@ LLM_FAULTS = [
 
 
 @pytest.mark.parametrize(("script", "status", "code"), LLM_FAULTS, ids=lambda v: str(v))
-def test_every_llm_failure_is_mapped_and_the_next_request_succeeds(server: LiveServer, fake: FakeOpenAI,
-                                                                   script: list[Any], status: int,
-                                                                   code: str) -> None:
+def test_every_llm_failure_is_mapped_and_the_next_request_succeeds(
+    server: LiveServer, fake: FakeOpenAI, script: list[Any], status: int, code: str
+) -> None:
     fake.hang_seconds = 4  # past llm.timeout (2 s)
 
     def arm() -> None:
@@ -133,7 +141,8 @@ def test_retry_after_is_honoured_and_a_long_one_is_passed_on(server: LiveServer,
     started = time.monotonic()
     with pytest.raises(openai.RateLimitError) as caught:
         openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0).chat.completions.create(
-            model="cairo-coder", messages=[{"role": "user", "content": QUESTION}])
+            model="cairo-coder", messages=[{"role": "user", "content": QUESTION}]
+        )
     assert time.monotonic() - started < 5 and len(fake.chat_requests()) == 1
     assert caught.value.response.headers["retry-after"] == "120"
 
@@ -150,13 +159,18 @@ def test_an_answer_cut_at_max_tokens_is_reported_as_length(server: LiveServer, f
     fake.reset()
     fake.chat_faults.extend(["", "length"])
     with httpx.stream("POST", server.url + "/v1/chat/completions", json=ask(stream=True), timeout=30) as response:
-        chunks = [json.loads(line[6:]) for line in response.iter_lines()
-                  if line.startswith("data: {") and '"choices":[{' in line]
+        chunks = [
+            json.loads(line[6:])
+            for line in response.iter_lines()
+            if line.startswith("data: {") and '"choices":[{' in line
+        ]
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
     fake.reset()
     fake.chat_faults.extend(["", "length"])
-    lines = [json.loads(line) for line in httpx.post(server.url + "/agents/process", json={"query": QUESTION},
-                                                     timeout=30).text.splitlines()]
+    lines = [
+        json.loads(line)
+        for line in httpx.post(server.url + "/agents/process", json={"query": QUESTION}, timeout=30).text.splitlines()
+    ]
     assert lines[-1]["type"] == "end" and lines[-1]["data"]["finish_reason"] == "length"
     recovers(server, fake)
 
@@ -181,8 +195,10 @@ def test_slow_clients_are_cut_off(server: LiveServer) -> None:
         assert half_headers.recv(1000) == b"", "a half-sent request must be closed"
         assert time.monotonic() - started < 8
     with socket.create_connection(("127.0.0.1", port), timeout=10) as half_body:
-        half_body.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                          b"Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"messages\"")
+        half_body.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{"messages"'
+        )
         answer = half_body.recv(4000).decode()
         assert answer.startswith("HTTP/1.1 408") and "request_timeout" in answer
 
@@ -193,8 +209,12 @@ def test_oversize_chunked_bodies_get_the_json_413_everywhere(server: LiveServer)
             yield b" " * 1000
 
     for path in ("/v1/chat/completions", "/mcp"):
-        response = httpx.post(server.url + path, content=chunks(), timeout=30,
-                              headers={"content-type": "application/json", "accept": "application/json"})
+        response = httpx.post(
+            server.url + path,
+            content=chunks(),
+            timeout=30,
+            headers={"content-type": "application/json", "accept": "application/json"},
+        )
         envelope(response, 413, "body_too_large")
 
 
@@ -216,24 +236,35 @@ def test_small_protocol_details(server: LiveServer, caplog: pytest.LogCaptureFix
     get_mcp = httpx.get(server.url + "/mcp", headers={"accept": "text/event-stream"}, timeout=10)
     envelope(get_mcp, 405, "method_not_allowed")
     admin = {"x-admin-key": "admin-secret"}
-    envelope(httpx.get(server.url + "/v1/insights/queries", params={"cursor": 2**63}, headers=admin, timeout=10),
-             400, "invalid_value")
-    assert httpx.get(server.url + "/v1/insights/queries", params={"cursor": 2**63 - 1}, headers=admin,
-                     timeout=10).status_code == 200
+    envelope(
+        httpx.get(server.url + "/v1/insights/queries", params={"cursor": 2**63}, headers=admin, timeout=10),
+        400,
+        "invalid_value",
+    )
+    assert (
+        httpx.get(
+            server.url + "/v1/insights/queries", params={"cursor": 2**63 - 1}, headers=admin, timeout=10
+        ).status_code
+        == 200
+    )
     with caplog.at_level("INFO"):
         caplog.clear()
         envelope(post(server, ask(), "/v1/agents/nope/chat/completions"), 404, "unknown_agent")
     assert not [r for r in caplog.records if r.exc_info], "a client's 404 must not log a traceback"
 
 
-def test_the_admin_key_is_not_a_client_key(start: Callable[..., LiveServer], kb_url: str,
-                                           fake: FakeOpenAI) -> None:
-    live = start(llm_settings(kb_url, fake, CAIRO_CODER_SERVER__API_KEYS='["client-key"]',
-                              CAIRO_CODER_SERVER__ADMIN_KEY="admin-key"))
+def test_the_admin_key_is_not_a_client_key(start: Callable[..., LiveServer], kb_url: str, fake: FakeOpenAI) -> None:
+    live = start(
+        llm_settings(
+            kb_url, fake, CAIRO_CODER_SERVER__API_KEYS='["client-key"]', CAIRO_CODER_SERVER__ADMIN_KEY="admin-key"
+        )
+    )
     as_admin = {"authorization": "Bearer admin-key"}
     envelope(post(live, ask(), headers=as_admin), 401, "invalid_api_key")
-    assert httpx.get(live.url + "/v1/insights/queries", headers={"x-admin-key": "admin-key"},
-                     timeout=10).status_code == 200
+    assert (
+        httpx.get(live.url + "/v1/insights/queries", headers={"x-admin-key": "admin-key"}, timeout=10).status_code
+        == 200
+    )
     assert post(live, ask(), headers={"authorization": "Bearer client-key"}).status_code == 200
 
 
@@ -251,8 +282,9 @@ def test_ready_says_warming_until_the_model_is_loaded(server: LiveServer) -> Non
         server.services.warm = True
 
 
-def test_the_lm15_engine_reports_length_and_detects_an_unframed_cut(start: Callable[..., LiveServer], kb_url: str,
-                                                                   fake: FakeOpenAI) -> None:
+def test_the_lm15_engine_reports_length_and_detects_an_unframed_cut(
+    start: Callable[..., LiveServer], kb_url: str, fake: FakeOpenAI
+) -> None:
     """DSPy's native engine checks that a stream ends with its completion event, so it also catches a cut that
     HTTP cannot show (a body delimited by the connection's end, no [DONE]); LiteLLM reports that one as
     complete (docs/api.md)."""

@@ -27,9 +27,12 @@ async def row_writes(url: str) -> int:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute("SELECT pg_stat_force_next_flush()")
-        return int(await conn.fetchval(
-            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables "
-            "WHERE relname IN ('documents', 'pages', 'lexical_postings', 'lexical_terms', 'store_info')"))
+        return int(
+            await conn.fetchval(
+                "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables "
+                "WHERE relname IN ('documents', 'pages', 'lexical_postings', 'lexical_terms', 'store_info')"
+            )
+        )
     finally:
         await conn.close()
 
@@ -41,7 +44,8 @@ async def vacuums(url: str) -> tuple[int, bool]:
         await conn.execute("SELECT pg_stat_force_next_flush()")
         count = await conn.fetchval("SELECT vacuum_count FROM pg_stat_user_tables WHERE relname = 'lexical_postings'")
         visible = await conn.fetchval(
-            "SELECT relallvisible = relpages AND relpages > 0 FROM pg_class WHERE relname = 'lexical_postings'")
+            "SELECT relallvisible = relpages AND relpages > 0 FROM pg_class WHERE relname = 'lexical_postings'"
+        )
         return int(count), bool(visible)
     finally:
         await conn.close()
@@ -103,8 +107,9 @@ async def test_ingest_resolves_includes_skips_bad_pages_and_is_idempotent(
         assert (await vacuums(db_url))[0] == vacuumed + 1
         hits = await store.search("nested structs storage nodes", k=3)
         assert "Nested structs in storage are storage nodes." in hits[0].document.content
-        assert not [h for h in await store.search("append to an array", k=10) if h.document.metadata.path
-                    == "ch02-arrays.md"]
+        assert not [
+            h for h in await store.search("append to an array", k=10) if h.document.metadata.path == "ch02-arrays.md"
+        ]
     finally:
         await store.close()
 
@@ -151,8 +156,11 @@ async def test_ingest_clones_the_repository_and_records_its_commit(
     _git("add", ".", cwd=repo)
     _git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "docs", cwd=repo)
     head = _git("rev-parse", "HEAD", cwd=repo)
-    settings = make_settings(db_url, CAIRO_CODER_SOURCES__SCARB_DOCS__REPOSITORY=str(repo),
-                             CAIRO_CODER_INGEST__CACHE_DIR=str(tmp_path / "cache"))
+    settings = make_settings(
+        db_url,
+        CAIRO_CODER_SOURCES__SCARB_DOCS__REPOSITORY=str(repo),
+        CAIRO_CODER_INGEST__CACHE_DIR=str(tmp_path / "cache"),
+    )
     store = await DocumentStore.open(settings.database, local_embedder, settings.search, for_writing=True)
     try:
         report = await Ingester(settings, store).ingest_source(SCARB)
@@ -167,8 +175,11 @@ async def test_ingest_clones_the_repository_and_records_its_commit(
 
 
 async def test_offline_without_local_tree_says_how_to_point_at_one(db_url: str, tmp_path: Path) -> None:
-    settings = make_settings(db_url, CAIRO_CODER_SOURCES__SCARB_DOCS__REPOSITORY=str(tmp_path / "no-such-repo"),
-                             CAIRO_CODER_INGEST__CACHE_DIR=str(tmp_path / "cache"))
+    settings = make_settings(
+        db_url,
+        CAIRO_CODER_SOURCES__SCARB_DOCS__REPOSITORY=str(tmp_path / "no-such-repo"),
+        CAIRO_CODER_INGEST__CACHE_DIR=str(tmp_path / "cache"),
+    )
     from cairo_coder.embeddings import NoEmbedder
 
     store = await DocumentStore.open(settings.database, NoEmbedder(), settings.search, for_writing=True)
@@ -184,8 +195,9 @@ async def test_offline_without_local_tree_says_how_to_point_at_one(db_url: str, 
 def _cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRO_CODER_")}
     env.update({"DATABASE_URL": db_url, "CAIRO_CODER_EMBEDDINGS__PROVIDER": "none"})
-    return subprocess.run([sys.executable, "-m", "cairo_coder", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "cairo_coder", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_cli_ingest_summary_rerun_and_reindex(db_url: str, tmp_path: Path) -> None:
@@ -243,12 +255,18 @@ async def test_written_chunks_carry_their_prompt_tokens_and_older_rows_are_left_
         await store.close()
 
 
-LONG_PAGE = "# Storage Internals\n\n" + " ".join(
-    f"Storage variable number {i} keeps its value in the contract state between transactions." for i in range(30)
-) + ("\n\nHashing a span: to hash a whole span of felts at once, call the Poseidon hash function on the span. "
-     "Poseidon gives one digest for all of the felts in the span, which is cheaper than hashing them one by one. "
-     "The digest is a felt252.\n")
-CORELIB_FILE = '''//! Info about the execution.
+LONG_PAGE = (
+    "# Storage Internals\n\n"
+    + " ".join(
+        f"Storage variable number {i} keeps its value in the contract state between transactions." for i in range(30)
+    )
+    + (
+        "\n\nHashing a span: to hash a whole span of felts at once, call the Poseidon hash function on the span. "
+        "Poseidon gives one digest for all of the felts in the span, which is cheaper than hashing them one by one. "
+        "The digest is a felt252.\n"
+    )
+)
+CORELIB_FILE = """//! Info about the execution.
 
 /// Returns the address of the contract being executed.
 pub fn get_contract_address() -> ContractAddress {
@@ -261,7 +279,7 @@ pub impl SpanUtilImpl of SpanUtilTrait {
     /// Returns the smaller of two values.
     fn smallest(a: u8, b: u8) -> u8 { a }
 }
-'''
+"""
 
 
 async def test_whole_chunks_are_embedded_by_windows_and_api_items_by_their_descriptions(
@@ -287,7 +305,8 @@ async def test_whole_chunks_are_embedded_by_windows_and_api_items_by_their_descr
         try:
             rows = await conn.fetch(
                 """SELECT d.path, v.kind, count(*) AS n FROM chunk_vectors v JOIN documents d ON d.id = v.doc_id
-                   GROUP BY d.path, v.kind ORDER BY d.path, v.kind""")
+                   GROUP BY d.path, v.kind ORDER BY d.path, v.kind"""
+            )
         finally:
             await conn.close()
         found = {(r["path"], r["kind"]): r["n"] for r in rows}
@@ -308,8 +327,11 @@ async def test_whole_chunks_are_embedded_by_windows_and_api_items_by_their_descr
         assert best.document.metadata.path == "ch05-internals.md"
         assert best.score > sum(a * b for a, b in zip(head_only, query, strict=True)) + 0.05
         # A question in words finds the API item by its description (no shared identifier).
-        item = (await store.search("the address of the contract being executed", k=1, mode="dense",
-                                   sources=["corelib_docs"]))[0]
+        item = (
+            await store.search(
+                "the address of the contract being executed", k=1, mode="dense", sources=["corelib_docs"]
+            )
+        )[0]
         assert item.document.metadata.path == "core::info::get_contract_address"
 
         calls = embedder.calls
@@ -334,8 +356,10 @@ async def test_a_store_from_before_windows_migrates_and_is_filled_by_the_next_in
     await store.close()
     conn = await asyncpg.connect(db_url)
     try:  # back to schema 4, as an older cairo-coder left it (and an older index version in the page hashes)
-        await conn.execute("DROP TABLE chunk_vectors; DELETE FROM schema_migrations WHERE version = 5; "
-                           "UPDATE pages SET page_hash = 'from-schema-4'")
+        await conn.execute(
+            "DROP TABLE chunk_vectors; DELETE FROM schema_migrations WHERE version = 5; "
+            "UPDATE pages SET page_hash = 'from-schema-4'"
+        )
     finally:
         await conn.close()
     store = await DocumentStore.open(settings.database, embedder, settings.search)

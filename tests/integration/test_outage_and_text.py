@@ -59,8 +59,9 @@ def own_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnPostgres]:
 
 
 @pytest.fixture(scope="module")
-async def own_kb(own_pg: OwnPostgres, tmp_path_factory: pytest.TempPathFactory,
-                 local_embedder: LocalEmbedder) -> AsyncIterator[str]:
+async def own_kb(
+    own_pg: OwnPostgres, tmp_path_factory: pytest.TempPathFactory, local_embedder: LocalEmbedder
+) -> AsyncIterator[str]:
     admin = await asyncpg.connect(own_pg.uri("postgres"))
     await admin.execute('CREATE DATABASE "kb"')
     await admin.close()
@@ -85,7 +86,8 @@ async def mcp_tool(server: LiveServer, name: str, arguments: dict[str, Any]) -> 
 
 
 async def test_database_gone_is_503_everywhere_and_the_first_request_after_it_returns_succeeds(
-        own_pg: OwnPostgres, own_kb: str, local_embedder: LocalEmbedder, fake: FakeOpenAI) -> None:
+    own_pg: OwnPostgres, own_kb: str, local_embedder: LocalEmbedder, fake: FakeOpenAI
+) -> None:
     server = LiveServer(llm_settings(own_kb, fake, CAIRO_CODER_DATABASE__RETRY_SECONDS="1"), local_embedder).start()
     try:
         assert post(server, ask()).status_code == 200
@@ -111,11 +113,15 @@ async def test_database_gone_is_503_everywhere_and_the_first_request_after_it_re
         with httpx.stream("POST", server.url + "/v1/chat/completions", json=ask(stream=True), timeout=60) as r:
             raw = r.read().decode()
         assert "event: error" in raw and '"code":"database_unavailable"' in raw and raw.endswith("[DONE]\n\n")
-        lines = [json.loads(line) for line in post(server, {"query": QUESTION, "mcp_mode": True},
-                                                   "/agents/process").text.splitlines()]
+        lines = [
+            json.loads(line)
+            for line in post(server, {"query": QUESTION, "mcp_mode": True}, "/agents/process").text.splitlines()
+        ]
         assert lines[-1]["type"] == "error" and lines[-1]["data"]["status"] == 503
-        for tool, arguments in (("search_cairo_docs", {"query": "storage"}),
-                                ("get_cairo_doc_page", {"url": "https://www.starknet.io/cairo-book/x.html"})):
+        for tool, arguments in (
+            ("search_cairo_docs", {"query": "storage"}),
+            ("get_cairo_doc_page", {"url": "https://www.starknet.io/cairo-book/x.html"}),
+        ):
             is_error, text = await mcp_tool(server, tool, arguments)
             assert is_error and "database_unavailable" in text and "retry shortly" in text
         async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
@@ -150,15 +156,19 @@ async def test_database_gone_is_503_everywhere_and_the_first_request_after_it_re
 UNSTORABLE = ["\ud800", "a\udfffb", "\x00", "\ud83d\ude00 joined pair", "\\u0000", "ok \u2028 \U0001f600"]
 
 
-def test_unstorable_client_text_is_answered_and_recorded(start_own: Callable[..., LiveServer], own_kb: str,
-                                                         fake: FakeOpenAI) -> None:
+def test_unstorable_client_text_is_answered_and_recorded(
+    start_own: Callable[..., LiveServer], own_kb: str, fake: FakeOpenAI
+) -> None:
     server = start_own()
     marker = f"u{time.monotonic_ns()}"
     for text in UNSTORABLE:
         raw = json.dumps({"messages": [{"role": "user", "content": f"storage {text}"}]})  # \ud800 escapes
-        response = httpx.post(server.url + "/v1/chat/completions", content=raw, timeout=60,
-                              headers={"content-type": "application/json", "x-mcp-mode": "true",
-                                       "x-conversation-id": marker})
+        response = httpx.post(
+            server.url + "/v1/chat/completions",
+            content=raw,
+            timeout=60,
+            headers={"content-type": "application/json", "x-mcp-mode": "true", "x-conversation-id": marker},
+        )
         assert response.status_code == 200, response.text
     stored = asyncio.run(_wait_for_records(own_kb, marker, len(UNSTORABLE)))
     assert sorted(s.strip() for s in stored) == sorted(clean_text(f"storage {t}").strip() for t in UNSTORABLE)
@@ -216,17 +226,25 @@ async def _write_batch(url: str, texts: list[str]) -> None:
         recorder.start()
         marker = f"prop-{time.monotonic_ns()}"
         for text in texts:
-            recorder.record(InsightEntry(agent_id="cairo-coder", query=text, answer=text, conversation_id=marker,
-                                         chat_history=[{"role": "user", "content": text, text: text}],
-                                         sources=[{"title": text}], error=text))
+            recorder.record(
+                InsightEntry(
+                    agent_id="cairo-coder",
+                    query=text,
+                    answer=text,
+                    conversation_id=marker,
+                    chat_history=[{"role": "user", "content": text, text: text}],
+                    sources=[{"title": text}],
+                    error=text,
+                )
+            )
         await recorder.flush()
-        stored = await pool.fetch("SELECT query, chat_history FROM query_insights WHERE conversation_id = $1",
-                                  marker)
+        stored = await pool.fetch("SELECT query, chat_history FROM query_insights WHERE conversation_id = $1", marker)
         await recorder.aclose()
         assert recorder.failed == 0 and len(stored) == len(texts)
         assert sorted(r["query"] for r in stored) == sorted(clean_text(t) for t in texts)
-        assert all(json.loads(r["chat_history"]) == clean_json([{"role": "user", "content": t, t: t}])
-                   for r, t in zip(sorted(stored, key=lambda r: r["query"]),
-                                   sorted(texts, key=clean_text), strict=True))
+        assert all(
+            json.loads(r["chat_history"]) == clean_json([{"role": "user", "content": t, t: t}])
+            for r, t in zip(sorted(stored, key=lambda r: r["query"]), sorted(texts, key=clean_text), strict=True)
+        )
     finally:
         await pool.close()

@@ -98,8 +98,10 @@ async def test_history_is_given_to_both_programs_and_test_questions_get_the_test
     kb_url: str, fake: FakeOpenAI, factory_for: Any
 ) -> None:
     factory = await factory_for(llm_settings(kb_url, fake))
-    history = [Message(role=Role.USER, content="I wrote a counter contract."),
-               Message(role=Role.ASSISTANT, content="Nice, it stores a u128.")]
+    history = [
+        Message(role=Role.USER, content="I wrote a counter contract."),
+        Message(role=Role.ASSISTANT, content="Nice, it stores a u128."),
+    ]
     await factory.create_agent().run("How do I test it with snforge?", history)
     chats = fake.chat_requests()
     for request in chats:
@@ -120,19 +122,27 @@ async def test_query_processing_output_steers_retrieval_and_unknown_resources_ar
     assert result.sources[0].title == "Manifest Format"
 
 
-@pytest.mark.parametrize(("agent_id", "allowed"), [
-    ("cairo-coder", {"cairo_book", "scarb_docs", "starknet_foundry", "starknet_js"}),
-    ("starknet-agent", {"starknet_foundry", "starknet_js"}),
-    ("scarb-assistant", {"scarb_docs"}),
-])
+@pytest.mark.parametrize(
+    ("agent_id", "allowed"),
+    [
+        ("cairo-coder", {"cairo_book", "scarb_docs", "starknet_foundry", "starknet_js"}),
+        ("starknet-agent", {"starknet_foundry", "starknet_js"}),
+        ("scarb-assistant", {"scarb_docs"}),
+    ],
+)
 async def test_each_agent_only_retrieves_from_its_own_sources(
     kb_url: str, fake: FakeOpenAI, factory_for: Any, agent_id: str, allowed: set[str]
 ) -> None:
     factory = await factory_for(llm_settings(kb_url, fake))
     # The query processor asks for every source: the agent's restriction must still hold.
     fake.fields["resources"] = [s.value for s in DocumentSource]
-    fake.fields["search_queries"] = ["storage", "cheatcodes caller address", "Scarb.toml manifest",
-                                     "Contract object ABI", "arrays append"]
+    fake.fields["search_queries"] = [
+        "storage",
+        "cheatcodes caller address",
+        "Scarb.toml manifest",
+        "Contract object ABI",
+        "arrays append",
+    ]
     result = await factory.create_agent_by_id(agent_id).run("storage cheatcodes manifest contract arrays")
     seen = {s.source for s in result.sources}
     assert seen and seen <= allowed
@@ -141,8 +151,9 @@ async def test_each_agent_only_retrieves_from_its_own_sources(
         assert "Scarb" in prompt and "scarb_docs" in prompt and "cairo_book" not in prompt
 
 
-async def test_unknown_agent_is_a_precise_error_listing_the_known_ids(kb_url: str, fake: FakeOpenAI,
-                                                                      factory_for: Any) -> None:
+async def test_unknown_agent_is_a_precise_error_listing_the_known_ids(
+    kb_url: str, fake: FakeOpenAI, factory_for: Any
+) -> None:
     factory = await factory_for(llm_settings(kb_url, fake))
     with pytest.raises(UnknownAgentError) as caught:
         factory.create_agent_by_id("nope")
@@ -206,8 +217,7 @@ async def test_failure_after_the_last_retry_is_one_error_event_and_nothing_after
     assert (await factory.create_agent().run(QUESTION)).answer.startswith("ANSWER<")
 
 
-async def test_failure_during_generation_comes_after_sources(kb_url: str, fake: FakeOpenAI,
-                                                             factory_for: Any) -> None:
+async def test_failure_during_generation_comes_after_sources(kb_url: str, fake: FakeOpenAI, factory_for: Any) -> None:
     factory = await factory_for(llm_settings(kb_url, fake, CAIRO_CODER_LLM__RETRIES="0"))
     seen = []
     async for event in factory.create_agent().stream(QUESTION):
@@ -225,8 +235,9 @@ async def test_rate_limit_error_type_after_retries(kb_url: str, fake: FakeOpenAI
         await factory.create_agent().run(QUESTION)
 
 
-async def test_retrieval_judge_scores_every_candidate_in_one_call(kb_url: str, fake: FakeOpenAI,
-                                                                   factory_for: Any) -> None:
+async def test_retrieval_judge_scores_every_candidate_in_one_call(
+    kb_url: str, fake: FakeOpenAI, factory_for: Any
+) -> None:
     settings = llm_settings(kb_url, fake, CAIRO_CODER_AGENTS__CAIRO_CODER__RETRIEVAL_JUDGE="true")
     factory = await factory_for(settings)
     plain = await (await factory_for(llm_settings(kb_url, fake))).create_agent().run(QUESTION)
@@ -234,6 +245,7 @@ async def test_retrieval_judge_scores_every_candidate_in_one_call(kb_url: str, f
 
     def scores(body: dict[str, Any], query: str) -> list[float]:
         from tests.fake_openai import input_field
+
         documents = input_field(body["messages"], "documents")
         return [1.0 if "Storage" in block.split("\n", 1)[0] else 0.0 for block in documents.split("\n\n[")]
 
@@ -253,7 +265,8 @@ async def test_optimized_programs_are_loaded_from_the_configured_directory(
     program = factory.programs("cairo-coder").generation
     optimized = program.deepcopy()
     optimized.generate.predict.signature = optimized.generate.predict.signature.with_instructions(
-        "OPTIMIZED INSTRUCTIONS for Cairo answers.")
+        "OPTIMIZED INSTRUCTIONS for Cairo answers."
+    )
     optimized.save(str(tmp_path / "generation.json"))
     json.loads((tmp_path / "generation.json").read_text())
     factory2 = await factory_for(llm_settings(kb_url, fake, CAIRO_CODER_PIPELINE__OPTIMIZED_DIR=str(tmp_path)))
@@ -312,31 +325,41 @@ async def test_all_search_queries_are_embedded_in_one_call_and_results_are_deter
         queries = [QUESTION, "storage variables", "Map read write", "arrays append", "storage Map"]
         assert first.processed_query is not None
         sources = [s.value for s in first.processed_query.resources]  # the sources query processing chose
-        rankings = [await store.search(q, k=settings.pipeline.candidates_per_query, sources=sources)
-                    for q in queries]
-        fused = reciprocal_rank_fusion([([(r.chunk_id, r.score) for r in ranking], 2.0 if i == 0 else 1.0)
-                                        for i, ranking in enumerate(rankings)], 60)
+        rankings = [await store.search(q, k=settings.pipeline.candidates_per_query, sources=sources) for q in queries]
+        fused = reciprocal_rank_fusion(
+            [([(r.chunk_id, r.score) for r in ranking], 2.0 if i == 0 else 1.0) for i, ranking in enumerate(rankings)],
+            60,
+        )
         chunk_url = {r.chunk_id: r.document.metadata.url for ranking in rankings for r in ranking}
         assert [s.url for s in first.sources] == [chunk_url[cid] for cid, _ in fused][: len(first.sources)]
         assert [s.score for s in first.sources] == [pytest.approx(score, abs=1e-6) for _, score in fused][
-            : len(first.sources)]
+            : len(first.sources)
+        ]
     finally:
         await store.close()
 
 
-async def test_similarity_threshold_and_max_source_count_apply(kb_url: str, fake: FakeOpenAI,
-                                                               factory_for: Any) -> None:
-    loose = await (await factory_for(llm_settings(
-        kb_url, fake, CAIRO_CODER_AGENTS__CAIRO_CODER__MAX_SOURCE_COUNT="2"))).create_agent().run(QUESTION)
+async def test_similarity_threshold_and_max_source_count_apply(kb_url: str, fake: FakeOpenAI, factory_for: Any) -> None:
+    loose = (
+        await (await factory_for(llm_settings(kb_url, fake, CAIRO_CODER_AGENTS__CAIRO_CODER__MAX_SOURCE_COUNT="2")))
+        .create_agent()
+        .run(QUESTION)
+    )
     assert len(loose.sources) == 2
-    strict = await (await factory_for(llm_settings(
-        kb_url, fake, CAIRO_CODER_AGENTS__CAIRO_CODER__SIMILARITY_THRESHOLD="0.99"))).create_agent().run(QUESTION)
+    strict = (
+        await (
+            await factory_for(llm_settings(kb_url, fake, CAIRO_CODER_AGENTS__CAIRO_CODER__SIMILARITY_THRESHOLD="0.99"))
+        )
+        .create_agent()
+        .run(QUESTION)
+    )
     assert strict.sources == []
     assert "no documentation was found" in fake.chat_requests()[-1]["body"]["messages"][-1]["content"]
 
 
-async def test_the_configured_search_mode_is_the_one_retrieval_uses(kb_url: str, fake: FakeOpenAI,
-                                                                     local_embedder: LocalEmbedder) -> None:
+async def test_the_configured_search_mode_is_the_one_retrieval_uses(
+    kb_url: str, fake: FakeOpenAI, local_embedder: LocalEmbedder
+) -> None:
     settings = llm_settings(kb_url, fake, CAIRO_CODER_SEARCH__MODE="lexical")
     embedder = CountingEmbedder(local_embedder)
     store = await DocumentStore.open(settings.database, embedder, settings.search)  # type: ignore[arg-type]
@@ -352,8 +375,9 @@ async def test_the_configured_search_mode_is_the_one_retrieval_uses(kb_url: str,
 async def test_timeouts_are_retried_then_a_timeout_after_the_last_retry_is_a_clean_error(
     kb_url: str, fake: FakeOpenAI, factory_for: Any
 ) -> None:
-    factory = await factory_for(llm_settings(kb_url, fake, CAIRO_CODER_LLM__RETRIES="1",
-                                             CAIRO_CODER_LLM__TIMEOUT="0.5"))
+    factory = await factory_for(
+        llm_settings(kb_url, fake, CAIRO_CODER_LLM__RETRIES="1", CAIRO_CODER_LLM__TIMEOUT="0.5")
+    )
     fake.chat_stalls.extend([1.5])  # the first attempt outlives the timeout; the retry is answered at once
     result = await factory.create_agent().run(QUESTION, mcp_mode=True)
     first, second = fake.chat_requests()
@@ -368,8 +392,9 @@ async def test_timeouts_are_retried_then_a_timeout_after_the_last_retry_is_a_cle
     assert len(fake.chat_requests()) == 2
 
 
-async def test_citations_of_sources_that_do_not_exist_are_reported(kb_url: str, fake: FakeOpenAI,
-                                                                  factory_for: Any) -> None:
+async def test_citations_of_sources_that_do_not_exist_are_reported(
+    kb_url: str, fake: FakeOpenAI, factory_for: Any
+) -> None:
     factory = await factory_for(llm_settings(kb_url, fake))
     fake.fields["answer"] = "Declare it in the storage struct [2][1]; see also [42].\n\n```cairo\nlet x = a[3];\n```"
     result = await factory.create_agent().run(QUESTION)

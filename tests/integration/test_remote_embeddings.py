@@ -18,8 +18,13 @@ from tests.integration.mini_corpus import write_mini_corpus
 
 def remote(base_url: str, key: str = "sk-test", batch_size: int = 64) -> RemoteEmbedder:
     embedder = RemoteEmbedder(
-        EmbeddingSettings(provider="remote", model="openai/text-embedding-3-large", dimensions=8,
-                          api_base=base_url, batch_size=batch_size),
+        EmbeddingSettings(
+            provider="remote",
+            model="openai/text-embedding-3-large",
+            dimensions=8,
+            api_base=base_url,
+            batch_size=batch_size,
+        ),
         LLMSettings(openai_api_key=key),
     )
     embedder.BASE_DELAY = 0.05

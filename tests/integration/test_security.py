@@ -46,8 +46,12 @@ def start(kb_url: str, local_embedder: LocalEmbedder) -> Iterator[Callable[..., 
 
 
 def chat(server: LiveServer, headers: dict[str, str]) -> httpx.Response:
-    return httpx.post(server.url + "/v1/chat/completions", timeout=30, headers=headers,
-                      json={"messages": [{"role": "user", "content": QUESTION}]})
+    return httpx.post(
+        server.url + "/v1/chat/completions",
+        timeout=30,
+        headers=headers,
+        json={"messages": [{"role": "user", "content": QUESTION}]},
+    )
 
 
 def ws_answer(server: LiveServer, origin: str | None) -> str:
@@ -60,8 +64,9 @@ def ws_answer(server: LiveServer, origin: str | None) -> str:
         return kind
 
 
-def test_pages_of_other_origins_cannot_use_the_api_or_the_websocket(start: Callable[..., LiveServer],
-                                                                    kb_url: str, fake: FakeOpenAI) -> None:
+def test_pages_of_other_origins_cannot_use_the_api_or_the_websocket(
+    start: Callable[..., LiveServer], kb_url: str, fake: FakeOpenAI
+) -> None:
     server = start(llm_settings(kb_url, fake))
     own = server.url  # the server's own page: its Origin is the server's origin
     assert chat(server, {}).status_code == 200  # not a browser: no Origin
@@ -72,8 +77,12 @@ def test_pages_of_other_origins_cannot_use_the_api_or_the_websocket(start: Calla
     assert chat(server, {"origin": "null"}).status_code == 403  # sandboxed frames, file:// pages
     other_local = "http://localhost:8080"  # another local dev server's page is another site
     assert chat(server, {"origin": other_local}).status_code == 403
-    process = httpx.post(server.url + "/agents/process", json={"query": QUESTION, "mcp_mode": True},
-                         headers={"origin": ATTACKER}, timeout=30)
+    process = httpx.post(
+        server.url + "/agents/process",
+        json={"query": QUESTION, "mcp_mode": True},
+        headers={"origin": ATTACKER},
+        timeout=30,
+    )
     assert process.status_code == 403
     assert fake.chat_requests() == [], "a refused page must not spend a single LLM call"
 
@@ -93,16 +102,25 @@ def raw_handshake(server: LiveServer, host: str) -> str:
     """The status line of a WebSocket handshake sent with ``host`` (a rebound name's browser sends its own)."""
     port = int(server.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(f"GET /agents/process/ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                     "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+        sock.sendall(
+            f"GET /agents/process/ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
         return sock.recv(200).decode(errors="replace")
 
 
-def test_configured_origins_and_names_are_allowed(start: Callable[..., LiveServer], kb_url: str,
-                                                  fake: FakeOpenAI) -> None:
-    server = start(llm_settings(kb_url, fake, CAIRO_CODER_SERVER__CORS_ORIGINS='["https://app.example.com"]',
-                                CAIRO_CODER_SERVER__ALLOWED_HOSTS='["docs.example.com"]'))
+def test_configured_origins_and_names_are_allowed(
+    start: Callable[..., LiveServer], kb_url: str, fake: FakeOpenAI
+) -> None:
+    server = start(
+        llm_settings(
+            kb_url,
+            fake,
+            CAIRO_CODER_SERVER__CORS_ORIGINS='["https://app.example.com"]',
+            CAIRO_CODER_SERVER__ALLOWED_HOSTS='["docs.example.com"]',
+        )
+    )
     allowed = chat(server, {"origin": "https://app.example.com"})
     assert allowed.status_code == 200
     assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
@@ -126,14 +144,17 @@ def test_host_rules() -> None:
     assert allowed_host_names(ServerSettings(allowed_hosts=["*"])) is None
 
 
-async def test_mcp_ask_shares_the_concurrency_limit(start: Callable[..., LiveServer], kb_url: str,
-                                                    fake: FakeOpenAI) -> None:
+async def test_mcp_ask_shares_the_concurrency_limit(
+    start: Callable[..., LiveServer], kb_url: str, fake: FakeOpenAI
+) -> None:
     server = start(llm_settings(kb_url, fake, CAIRO_CODER_SERVER__MAX_CONCURRENT_REQUESTS="2"))
     fake.chat_delay = 0.5
 
     async def ask_once() -> tuple[bool, str]:
-        async with streamable_http_client(server.url + "/mcp") as (read, write, *_), \
-                ClientSession(read, write) as session:
+        async with (
+            streamable_http_client(server.url + "/mcp") as (read, write, *_),
+            ClientSession(read, write) as session,
+        ):
             await session.initialize()
             result = await session.call_tool("ask_cairo_coder", {"query": QUESTION})
             text = "".join(getattr(c, "text", "") for c in result.content)

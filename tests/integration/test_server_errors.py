@@ -39,9 +39,16 @@ def start(kb_url: str, local_embedder: LocalEmbedder) -> Iterator[Callable[..., 
 
 @pytest.fixture(scope="module")
 def server(start: Callable[..., LiveServer], kb_url: str, fake: FakeOpenAI) -> LiveServer:
-    return start(llm_settings(kb_url, fake, CAIRO_CODER_SERVER__MAX_BODY_BYTES="20000",
-                              CAIRO_CODER_SERVER__MAX_MESSAGES="5", CAIRO_CODER_SERVER__MAX_MESSAGE_CHARS="2000",
-                              CAIRO_CODER_LLM__RETRIES="1"))
+    return start(
+        llm_settings(
+            kb_url,
+            fake,
+            CAIRO_CODER_SERVER__MAX_BODY_BYTES="20000",
+            CAIRO_CODER_SERVER__MAX_MESSAGES="5",
+            CAIRO_CODER_SERVER__MAX_MESSAGE_CHARS="2000",
+            CAIRO_CODER_LLM__RETRIES="1",
+        )
+    )
 
 
 def post(server: LiveServer, body: Any, path: str = "/v1/chat/completions", **kwargs: Any) -> httpx.Response:
@@ -63,8 +70,12 @@ def ask(content: str = QUESTION) -> dict[str, Any]:
 
 
 def test_validation_errors_are_400(server: LiveServer) -> None:
-    bad_json = httpx.post(server.url + "/v1/chat/completions", content=b"{not json", timeout=10,
-                          headers={"content-type": "application/json"})
+    bad_json = httpx.post(
+        server.url + "/v1/chat/completions",
+        content=b"{not json",
+        timeout=10,
+        headers={"content-type": "application/json"},
+    )
     assert_envelope(bad_json, 400, "invalid_json")
     error = assert_envelope(post(server, {**ask(), "temperature": 9}), 400, "invalid_value")
     assert error["param"] == "temperature" and error["type"] == "invalid_request_error"
@@ -108,8 +119,9 @@ def test_large_bodies_are_413_by_length_and_while_streaming_in(server: LiveServe
             yield b"x" * 1000
         yield b'"}]}'
 
-    response = httpx.post(server.url + "/v1/chat/completions", content=chunked(), timeout=10,
-                          headers={"content-type": "application/json"})
+    response = httpx.post(
+        server.url + "/v1/chat/completions", content=chunked(), timeout=10, headers={"content-type": "application/json"}
+    )
     assert_envelope(response, 413)
 
 
@@ -117,7 +129,8 @@ def test_persistent_upstream_rate_limit_is_429_and_outage_is_503(server: LiveSer
     fake.chat_failures.extend([429] * 10)
     with pytest.raises(openai.RateLimitError) as caught:
         openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0).chat.completions.create(
-            model="cairo-coder", messages=[{"role": "user", "content": QUESTION}])
+            model="cairo-coder", messages=[{"role": "user", "content": QUESTION}]
+        )
     assert caught.value.code == "llm_rate_limited"
     assert caught.value.response.headers.get("retry-after")
     fake.chat_failures.clear()
@@ -135,12 +148,12 @@ def test_unparseable_model_output_is_502_without_echoing_it(server: LiveServer, 
     assert "not" not in error["message"].replace("did not", "") and "a list" not in error["message"]
 
 
-def test_an_error_inside_a_stream_is_an_error_event_and_the_stream_ends(server: LiveServer,
-                                                                         fake: FakeOpenAI) -> None:
+def test_an_error_inside_a_stream_is_an_error_event_and_the_stream_ends(server: LiveServer, fake: FakeOpenAI) -> None:
     # Query processing succeeds, the streamed generation call keeps failing.
     fake.chat_failures.extend([0, 500, 500, 500])
-    with httpx.stream("POST", server.url + "/v1/chat/completions", json={**ask(), "stream": True},
-                      timeout=30) as response:
+    with httpx.stream(
+        "POST", server.url + "/v1/chat/completions", json={**ask(), "stream": True}, timeout=30
+    ) as response:
         assert response.status_code == 200
         raw = response.read().decode()
     blocks = raw.strip().split("\n\n")
@@ -149,7 +162,8 @@ def test_an_error_inside_a_stream_is_an_error_event_and_the_stream_ends(server: 
     assert '"code":"llm_unavailable"' in blocks[-2] and "Traceback" not in raw
     fake.chat_failures.extend([0, 500, 500, 500])
     stream = openai.OpenAI(base_url=server.url + "/v1", api_key="k", max_retries=0).chat.completions.create(
-        model="cairo-coder", messages=[{"role": "user", "content": QUESTION}], stream=True)
+        model="cairo-coder", messages=[{"role": "user", "content": QUESTION}], stream=True
+    )
     with pytest.raises(openai.APIError, match="unavailable"):
         list(stream)
     # The server is fine afterwards: one failed request does not break the next.
@@ -197,8 +211,7 @@ def test_api_keys_when_configured(start: Callable[..., LiveServer], kb_url: str,
     assert_envelope(httpx.get(keyed.url + "/v1/insights/queries", headers={"x-api-key": KEY}), 403)
 
 
-def test_without_an_llm_answers_are_503_and_mcp_mode_still_works(start: Callable[..., LiveServer],
-                                                                   kb_url: str) -> None:
+def test_without_an_llm_answers_are_503_and_mcp_mode_still_works(start: Callable[..., LiveServer], kb_url: str) -> None:
     bare = start(make_settings(kb_url))
     error = assert_envelope(post(bare, ask()), 503, "llm_not_configured")
     assert "CAIRO_CODER_MODEL" in error["message"]

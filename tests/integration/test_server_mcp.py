@@ -49,8 +49,7 @@ async def check_documentation_tools(client: Client) -> None:
     assert "Source: cairo_book" in text
     small = text_of(await client.call_tool("search_cairo_docs", {"query": QUESTION, "max_tokens": 100}))
     assert count_tokens(small) <= 100 and len(small) < len(text) and small.startswith("## [1] Contract Storage")
-    scarb = text_of(await client.call_tool("search_cairo_docs", {"query": "dependencies",
-                                                                  "sources": ["scarb_docs"]}))
+    scarb = text_of(await client.call_tool("search_cairo_docs", {"query": "dependencies", "sources": ["scarb_docs"]}))
     assert "Source: scarb_docs" in scarb and "Source: cairo_book" not in scarb
     bad = await client.call_tool("search_cairo_docs", {"query": "x", "sources": ["nope"]})
     assert bad.is_error and "unknown sources" in text_of(bad)
@@ -69,8 +68,9 @@ async def test_streamable_http_tools_with_an_llm(server: LiveServer, fake: FakeO
         assert set(tools["search_cairo_docs"].input_schema["properties"]) == {"query", "sources", "max_tokens"}
         assert set(tools["ask_cairo_coder"].input_schema["properties"]) == {"query", "history", "code_snippets"}
         await check_documentation_tools(client)
-        answer = await client.call_tool("ask_cairo_coder", {"query": QUESTION, "history": ["hi", "hello"],
-                                                            "code_snippets": ["fn main() {}"]})
+        answer = await client.call_tool(
+            "ask_cairo_coder", {"query": QUESTION, "history": ["hi", "hello"], "code_snippets": ["fn main() {}"]}
+        )
         text = text_of(answer)
         assert not answer.is_error and text.startswith(f"ANSWER<{QUESTION}")
         assert "Sources:\n[1] Contract Storage" in text  # nothing cited (the [1] is inside the quoted code)
@@ -98,21 +98,27 @@ async def test_stdio_transport(kb_url: str) -> None:
 
 
 def initialize(server: LiveServer, host: str, origin: str | None = None) -> int:
-    body = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
     headers = {"host": host, "accept": "application/json, text/event-stream"} | ({"origin": origin} if origin else {})
     return httpx.post(server.url + "/mcp", json=body, headers=headers, timeout=30).status_code
 
 
-def test_dns_rebinding_protection_and_allowed_hosts(kb_url: str, local_embedder: LocalEmbedder,
-                                                    bare_server: LiveServer) -> None:
+def test_dns_rebinding_protection_and_allowed_hosts(
+    kb_url: str, local_embedder: LocalEmbedder, bare_server: LiveServer
+) -> None:
     """Loopback bind: only localhost Host headers (the SDK's default). A proxied public name is accepted once
     it is listed in server.allowed_hosts, with or without a port; other names and foreign origins are not."""
     port = bare_server.url.rsplit(":", 1)[1]
     assert initialize(bare_server, f"127.0.0.1:{port}") == 200
     assert initialize(bare_server, "docs.example.com") == 421
-    live = LiveServer(make_settings(kb_url, CAIRO_CODER_SERVER__ALLOWED_HOSTS='["docs.example.com"]'),
-                      local_embedder).start()
+    live = LiveServer(
+        make_settings(kb_url, CAIRO_CODER_SERVER__ALLOWED_HOSTS='["docs.example.com"]'), local_embedder
+    ).start()
     try:
         assert initialize(live, "docs.example.com") == 200
         assert initialize(live, "docs.example.com:8443", origin="https://docs.example.com") == 200

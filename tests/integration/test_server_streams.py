@@ -41,8 +41,10 @@ def wait_for_outcome(fake: FakeOpenAI, timeout: float = 10.0) -> list[str]:
 
 
 def test_process_streams_json_events(server: LiveServer) -> None:
-    body = {"query": QUESTION, "chat_history": [{"role": "user", "content": "hi"},
-                                                {"role": "assistant", "content": "hello"}]}
+    body = {
+        "query": QUESTION,
+        "chat_history": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+    }
     with httpx.stream("POST", server.url + "/agents/process", json=body, timeout=30) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("application/x-ndjson")
@@ -56,8 +58,11 @@ def test_process_streams_json_events(server: LiveServer) -> None:
 
 
 def test_process_in_mcp_mode_returns_documentation(server: LiveServer, fake: FakeOpenAI) -> None:
-    response = httpx.post(server.url + "/agents/process", json={"query": QUESTION, "mcp_mode": True,
-                                                                "agent_id": "cairo-coder"}, timeout=30)
+    response = httpx.post(
+        server.url + "/agents/process",
+        json={"query": QUESTION, "mcp_mode": True, "agent_id": "cairo-coder"},
+        timeout=30,
+    )
     events = [json.loads(line) for line in response.text.splitlines()]
     assert [e["type"] for e in events] == ["sources", "response", "end"]
     assert "Contract Storage" in events[1]["data"]
@@ -108,9 +113,13 @@ async def test_websocket_disconnect_cancels_generation(server: LiveServer, fake:
 def test_sse_client_disconnect_cancels_generation(server: LiveServer, fake: FakeOpenAI) -> None:
     slow_answers(fake)
     conversation = "disconnect-test-sse"
-    with httpx.stream("POST", server.url + "/v1/chat/completions", timeout=30,
-                      headers={"x-conversation-id": conversation},
-                      json={"messages": [{"role": "user", "content": QUESTION}], "stream": True}) as response:
+    with httpx.stream(
+        "POST",
+        server.url + "/v1/chat/completions",
+        timeout=30,
+        headers={"x-conversation-id": conversation},
+        json={"messages": [{"role": "user", "content": QUESTION}], "stream": True},
+    ) as response:
         for line in response.iter_lines():
             if line.startswith("data: ") and '"content":"' in line and '"content":""' not in line:
                 break  # the first piece of the answer: leave now
@@ -121,8 +130,11 @@ def test_sse_client_disconnect_cancels_generation(server: LiveServer, fake: Fake
 def test_non_streaming_client_disconnect_cancels_generation(server: LiveServer, fake: FakeOpenAI) -> None:
     slow_answers(fake)
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(server.url + "/v1/chat/completions", timeout=httpx.Timeout(10, read=1.5),
-                   json={"messages": [{"role": "user", "content": QUESTION}]})
+        httpx.post(
+            server.url + "/v1/chat/completions",
+            timeout=httpx.Timeout(10, read=1.5),
+            json={"messages": [{"role": "user", "content": QUESTION}]},
+        )
     assert wait_for_outcome(fake) == ["aborted"]
     deadline = time.monotonic() + 5
     while server.services.limiter.in_flight and time.monotonic() < deadline:
@@ -134,8 +146,11 @@ def _assert_recorded_cancelled(server: LiveServer, conversation: str) -> None:
     deadline = time.monotonic() + 5
     records: list[Any] = []
     while time.monotonic() < deadline:
-        records = httpx.get(server.url + "/v1/insights/queries", headers={"x-admin-key": "admin"},
-                            params={"conversation_id": conversation}).json()["data"]
+        records = httpx.get(
+            server.url + "/v1/insights/queries",
+            headers={"x-admin-key": "admin"},
+            params={"conversation_id": conversation},
+        ).json()["data"]
         if records:
             break
         time.sleep(0.1)

@@ -43,16 +43,24 @@ async def _ingested_store(db_url: str, tmp_path: Path, embedder: LocalEmbedder |
     return store
 
 
-async def dense_truth(conn: Any, vector: list[float], sources: list[str] | None,
-                      weight: float) -> list[tuple[int, float]]:
+async def dense_truth(
+    conn: Any, vector: list[float], sources: list[str] | None, weight: float
+) -> list[tuple[int, float]]:
     """Every chunk's dense score computed here from its stored vectors: weight x its best vector (head, windows,
     API item descriptions) + (1 - weight) x its head; best first, ties by id."""
     query = np.asarray(vector)
-    heads = {r["id"]: float(np.dot(np.asarray(r["embedding"].to_list()), query)) for r in await conn.fetch(
-        "SELECT id, embedding FROM documents WHERE embedding IS NOT NULL AND ($1::text[] IS NULL "
-        "OR source = ANY($1))", sources)}
+    heads = {
+        r["id"]: float(np.dot(np.asarray(r["embedding"].to_list()), query))
+        for r in await conn.fetch(
+            "SELECT id, embedding FROM documents WHERE embedding IS NOT NULL AND ($1::text[] IS NULL "
+            "OR source = ANY($1))",
+            sources,
+        )
+    }
     best = dict(heads)
-    for r in await conn.fetch("SELECT doc_id, embedding FROM chunk_vectors", ):
+    for r in await conn.fetch(
+        "SELECT doc_id, embedding FROM chunk_vectors",
+    ):
         if r["doc_id"] in best:
             best[r["doc_id"]] = max(best[r["doc_id"]], float(np.dot(np.asarray(r["embedding"].to_list()), query)))
     scores = {i: weight * best[i] + (1 - weight) * heads[i] for i in heads}
@@ -81,8 +89,9 @@ async def test_migrations_apply_once_and_record_version(db_url: str) -> None:
         await conn.close()
 
 
-async def test_search_reads_the_messages_hex_felts_encode(db_url: str, tmp_path: Path,
-                                                          local_embedder: LocalEmbedder) -> None:
+async def test_search_reads_the_messages_hex_felts_encode(
+    db_url: str, tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
     """Error output pasted as the question: the message a hex felt encodes is searched, in every mode."""
     store = await _ingested_store(db_url, tmp_path, local_embedder)
     try:
@@ -111,8 +120,7 @@ async def test_every_search_mode_returns_scored_results_with_metadata(
     store = await _ingested_store(db_url, tmp_path, local_embedder)
     try:
         conn = await asyncpg.connect(db_url)
-        access = await conn.fetchval(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'documents_embedding_idx'")
+        access = await conn.fetchval("SELECT indexdef FROM pg_indexes WHERE indexname = 'documents_embedding_idx'")
         await conn.close()
         assert "hnsw" in access and "vector_cosine_ops" in access
         for mode in ("dense", "lexical", "hybrid"):
@@ -132,16 +140,15 @@ async def test_every_search_mode_returns_scored_results_with_metadata(
         await store.close()
 
 
-async def test_source_filter_and_similarity_threshold(db_url: str, tmp_path: Path,
-                                                      local_embedder: LocalEmbedder) -> None:
+async def test_source_filter_and_similarity_threshold(
+    db_url: str, tmp_path: Path, local_embedder: LocalEmbedder
+) -> None:
     store = await _ingested_store(db_url, tmp_path, local_embedder)
     try:
         for mode in ("dense", "lexical", "hybrid"):
-            results = await store.search("edition of the package manifest", k=10, sources=["scarb_docs"],
-                                         mode=mode)  # type: ignore[arg-type]
+            results = await store.search("edition of the package manifest", k=10, sources=["scarb_docs"], mode=mode)  # type: ignore[arg-type]
             assert results and {r.document.metadata.source for r in results} == {"scarb_docs"}, mode
-            none = await store.search("edition of the package manifest", k=10, sources=["dojo_docs"],
-                                      mode=mode)  # type: ignore[arg-type]
+            none = await store.search("edition of the package manifest", k=10, sources=["dojo_docs"], mode=mode)  # type: ignore[arg-type]
             assert none == [], mode
         loose = await store.search("storage mapping", k=20, min_similarity=-1.0)
         strict = await store.search("storage mapping", k=20, min_similarity=0.4)
@@ -158,9 +165,9 @@ async def test_source_filter_and_similarity_threshold(db_url: str, tmp_path: Pat
         await store.close()
 
 
-async def test_filtered_dense_search_is_exact_by_either_plan(db_url: str, tmp_path: Path,
-                                                            local_embedder: LocalEmbedder,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_filtered_dense_search_is_exact_by_either_plan(
+    db_url: str, tmp_path: Path, local_embedder: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A source filter is searched by an exact scan when it leaves few rows, else over HNSW with a fall back to
     exact when the index comes up short; both give the exact answer. Source sizes follow the store's writes."""
     store = await _ingested_store(db_url, tmp_path, local_embedder)
@@ -175,8 +182,9 @@ async def test_filtered_dense_search_is_exact_by_either_plan(db_url: str, tmp_pa
             weight = store.search_settings.window_weight
             async with conn.transaction():
                 await conn.execute("SET LOCAL enable_seqscan = off")
-                plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + rank.exact_sql(1), None, 2, weight,
-                                                                 vector))
+                plan = "\n".join(
+                    r[0] for r in await conn.fetch("EXPLAIN " + rank.exact_sql(1), None, 2, weight, vector)
+                )
                 hnsw = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + rank.HNSW_SQL, vector, None, 2, weight))
             assert "embedding_idx" not in plan and "documents_embedding_idx" in hnsw, plan
             assert "chunk_vectors_embedding_idx" in hnsw, hnsw
@@ -208,10 +216,29 @@ async def test_filtered_dense_search_is_exact_by_either_plan(db_url: str, tmp_pa
         monkeypatch.setattr(writes, "insert_chunks", insert_while_searching)
         text = "One more Scarb page."
         terms = lexical.tokenize(text)
-        await store.write_page("scarb_docs", "extra.md", "h-extra", "Extra", "https://example.org/extra", [
-            ChunkRecord(chunk_number=0, content=text, content_hash="h-extra", title="Extra", section=[],
-                        url="https://example.org/extra", terms=Counter(terms), terms_in_order=terms,
-                        title_terms=set(), token_count=len(terms), embedding=vector)], None)
+        await store.write_page(
+            "scarb_docs",
+            "extra.md",
+            "h-extra",
+            "Extra",
+            "https://example.org/extra",
+            [
+                ChunkRecord(
+                    chunk_number=0,
+                    content=text,
+                    content_hash="h-extra",
+                    title="Extra",
+                    section=[],
+                    url="https://example.org/extra",
+                    terms=Counter(terms),
+                    terms_in_order=terms,
+                    title_terms=set(),
+                    token_count=len(terms),
+                    embedding=vector,
+                )
+            ],
+            None,
+        )
         assert await store.source_sizes.rows(store.pool, scarb) == now + 1
     finally:
         await store.close()
@@ -225,15 +252,22 @@ async def test_exact_scans_started_together_run_as_one_statement(
     the batch and the next batch works; a scan cancelled while waiting does not disturb the others."""
     store = await _ingested_store(db_url, tmp_path, local_embedder)
     try:
-        questions = ["How do I declare dependencies?", "storage variables", "append to an array",
-                     "build a package", "What is a felt?"]
+        questions = [
+            "How do I declare dependencies?",
+            "storage variables",
+            "append to an array",
+            "build a package",
+            "What is a felt?",
+        ]
         vectors = await local_embedder.embed(questions)
         both, scarb = ["cairo_book", "scarb_docs"], ["scarb_docs"]
 
         async def alone(vector: list[float], limit: int, sources: list[str]) -> list[tuple[int, float]]:
             async with store.pool.acquire() as conn:
-                return rank.hits(await conn.fetch(rank.exact_sql(1), sources, limit,
-                                                  store.search_settings.window_weight, vector), None)
+                return rank.hits(
+                    await conn.fetch(rank.exact_sql(1), sources, limit, store.search_settings.window_weight, vector),
+                    None,
+                )
 
         wanted = [(v, 3 + i, both if i % 2 == 0 else scarb) for i, v in enumerate(vectors)]
         expected = [await alone(*w) for w in wanted]
@@ -256,16 +290,17 @@ async def test_exact_scans_started_together_run_as_one_statement(
         second = asyncio.ensure_future(scans.scan(vectors[1], 3, both))
         await asyncio.sleep(0)
         first.cancel()
-        assert rank.hits(await second, None) == [
-            (i, pytest.approx(s)) for i, s in await alone(vectors[1], 3, both)]
+        assert rank.hits(await second, None) == [(i, pytest.approx(s)) for i, s in await alone(vectors[1], 3, both)]
         assert first.cancelled()
         assert rank.hits(await scans.scan(vectors[2], 4, both), None) == [
-            (i, pytest.approx(s)) for i, s in await alone(vectors[2], 4, both)]
+            (i, pytest.approx(s)) for i, s in await alone(vectors[2], 4, both)
+        ]
         assert not scans._pending and not scans._running
         # Through search(): the retriever's concurrent hybrid searches over a filter share one dense scan.
         before = scans.statements
-        await asyncio.gather(*(store.search(q, k=3, sources=both, query_vector=v)
-                               for q, v in zip(questions, vectors, strict=True)))
+        await asyncio.gather(
+            *(store.search(q, k=3, sources=both, query_vector=v) for q, v in zip(questions, vectors, strict=True))
+        )
         assert scans.statements - before == 1
     finally:
         await store.close()
@@ -334,9 +369,19 @@ async def test_transient_errors_are_retried_then_reported() -> None:
 def _symbol_chunk(number: int, symbols: list[str]) -> ChunkRecord:
     text = f"Item number {number}."
     terms = lexical.tokenize(text)
-    return ChunkRecord(chunk_number=0, content=text, content_hash=f"h{number}", title=f"item {number}", section=[],
-                       url=f"https://example.org/{number}", terms=Counter(terms), terms_in_order=terms,
-                       title_terms=set(), token_count=len(terms), symbols=symbols)
+    return ChunkRecord(
+        chunk_number=0,
+        content=text,
+        content_hash=f"h{number}",
+        title=f"item {number}",
+        section=[],
+        url=f"https://example.org/{number}",
+        terms=Counter(terms),
+        terms_in_order=terms,
+        title_terms=set(),
+        token_count=len(terms),
+        symbols=symbols,
+    )
 
 
 async def test_symbol_lookup_ranks_a_unique_name_and_ignores_a_shared_one(db_url: str) -> None:
@@ -345,8 +390,15 @@ async def test_symbol_lookup_ranks_a_unique_name_and_ignores_a_shared_one(db_url
     try:
         for number in range(9):  # nine items define `shared_helper`, one also defines `unique_helper`
             symbols = ["shared_helper", *(["unique_helper"] if number == 4 else [])]
-            await store.write_page("corelib_docs", f"core::m{number}", f"p{number}", f"item {number}",
-                                   f"https://example.org/{number}", [_symbol_chunk(number, symbols)], None)
+            await store.write_page(
+                "corelib_docs",
+                f"core::m{number}",
+                f"p{number}",
+                f"item {number}",
+                f"https://example.org/{number}",
+                [_symbol_chunk(number, symbols)],
+                None,
+            )
         async with store.pool.acquire() as conn:
             unique = await rank.symbols(conn, "what is unique_helper?", None)
             assert len(unique) == 1
@@ -367,9 +419,18 @@ async def test_hybrid_search_ranks_a_guide_above_the_equal_api_reference_page(db
             for path in (api, guide):  # same text; the reference page is written first (the lower id wins ties)
                 text = "An ERC20 token contract keeps balances and allowances."
                 terms = lexical.tokenize(text)
-                chunk = ChunkRecord(chunk_number=0, content=text, content_hash=path, title="ERC20", section=[],
-                                    url=f"https://example.org/{path}", terms=Counter(terms), terms_in_order=terms,
-                                    title_terms=set(), token_count=len(terms))
+                chunk = ChunkRecord(
+                    chunk_number=0,
+                    content=text,
+                    content_hash=path,
+                    title="ERC20",
+                    section=[],
+                    url=f"https://example.org/{path}",
+                    terms=Counter(terms),
+                    terms_in_order=terms,
+                    title_terms=set(),
+                    token_count=len(terms),
+                )
                 await store.write_page("openzeppelin_docs", path, path, "ERC20", chunk.url, [chunk], None)
             hybrid = await store.search("ERC20 token balances", k=2)
             assert [r.document.metadata.path for r in hybrid] == [first, api if first == guide else guide], weight
@@ -387,9 +448,12 @@ def test_local_embedder_makes_torch_threads_wait_passively_unless_told_otherwise
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | (
-        {"OMP_WAIT_POLICY": given} if given else {})
-    code = ("import os, sys; from cairo_coder.config import EmbeddingSettings; "
-            "from cairo_coder.embeddings import LocalEmbedder; LocalEmbedder(EmbeddingSettings())._load(); "
-            "print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)")
+        {"OMP_WAIT_POLICY": given} if given else {}
+    )
+    code = (
+        "import os, sys; from cairo_coder.config import EmbeddingSettings; "
+        "from cairo_coder.embeddings import LocalEmbedder; LocalEmbedder(EmbeddingSettings())._load(); "
+        "print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == [given or "PASSIVE", "True"], out.stderr[-2000:]

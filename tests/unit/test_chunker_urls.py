@@ -31,8 +31,14 @@ def test_large_sections_split_between_blocks_never_inside_code() -> None:
 
 
 def test_small_sections_merge_forward_and_keep_trail() -> None:
-    page = read_markdown("# Title\n\nShort intro.\n\n## A\n\nshort a\n\n### A1\n\n" + "long text " * 80
-                         + "\n\n## B\n\n" + "b text " * 80, "t.md", None)
+    page = read_markdown(
+        "# Title\n\nShort intro.\n\n## A\n\nshort a\n\n### A1\n\n"
+        + "long text " * 80
+        + "\n\n## B\n\n"
+        + "b text " * 80,
+        "t.md",
+        None,
+    )
     chunks = chunk_page(page, "mdbook", target_chars=1000, max_chars=2000, min_chars=200)
     assert chunks[0].trail == ["Title"] and "## A" in chunks[0].content and chunks[0].headings
     last = chunks[-1]
@@ -59,19 +65,32 @@ def test_slugs_match_each_site_generator(style: str, heading: str, slug: str) ->
     ("source", "path", "url"),
     [
         ("cairo_book", "ch06-01-enums.md", "https://book.cairo-lang.org/ch06-01-enums.html"),
-        ("starknet_foundry", "testing/testing.md", "https://foundry-rs.github.io/starknet-foundry/testing/testing.html"),
+        (
+            "starknet_foundry",
+            "testing/testing.md",
+            "https://foundry-rs.github.io/starknet-foundry/testing/testing.html",
+        ),
         ("starknet_foundry", "README.md", "https://foundry-rs.github.io/starknet-foundry/index.html"),
         ("scarb_docs", "reference/manifest.md", "https://docs.swmansion.com/scarb/docs/reference/manifest.html"),
         ("cairo_by_example", "components/ownable.md", "https://starknet-by-example.voyager.online/components/ownable"),
-        ("cairo_by_example", "advanced-concepts/account_abstraction/index.md",
-         "https://starknet-by-example.voyager.online/advanced-concepts/account_abstraction"),
-        ("openzeppelin_docs", "modules/ROOT/pages/api/token_common.adoc",
-         "https://docs.openzeppelin.com/contracts-cairo/2.x/api/token-common"),
+        (
+            "cairo_by_example",
+            "advanced-concepts/account_abstraction/index.md",
+            "https://starknet-by-example.voyager.online/advanced-concepts/account_abstraction",
+        ),
+        (
+            "openzeppelin_docs",
+            "modules/ROOT/pages/api/token_common.adoc",
+            "https://docs.openzeppelin.com/contracts-cairo/2.x/api/token-common",
+        ),
         ("openzeppelin_docs", "modules/ROOT/pages/index.adoc", "https://docs.openzeppelin.com/contracts-cairo/2.x"),
         ("dojo_docs", "pages/toolchain/katana/index.md", "https://book.dojoengine.org/toolchain/katana"),
         ("dojo_docs", "pages/overview.mdx", "https://book.dojoengine.org/overview"),
-        ("starknet_js", "account/connect_account.md",
-         "https://starknetjs.com/docs/next/guides/account/connect_account"),
+        (
+            "starknet_js",
+            "account/connect_account.md",
+            "https://starknetjs.com/docs/next/guides/account/connect_account",
+        ),
     ],
 )
 def test_page_urls(source: str, path: str, url: str) -> None:
@@ -80,19 +99,31 @@ def test_page_urls(source: str, path: str, url: str) -> None:
 
 def test_section_anchor_in_chunk_url_and_duplicates_numbered() -> None:
     book = SETTINGS.source("cairo_book")
-    page = read_markdown("# Enums\n\n" + "x " * 300 + "\n\n## Example\n\n" + "y " * 300 + "\n\n## Example\n\n"
-                         + "z " * 300, "ch06-01-enums.md", None)
+    page = read_markdown(
+        "# Enums\n\n" + "x " * 300 + "\n\n## Example\n\n" + "y " * 300 + "\n\n## Example\n\n" + "z " * 300,
+        "ch06-01-enums.md",
+        None,
+    )
     chunks = chunk_page(page, book.slug)
     urls = [with_anchor(book, page_url(book, "ch06-01-enums.md"), c.anchor) for c in chunks]
-    assert urls == ["https://book.cairo-lang.org/ch06-01-enums.html#enums",
-                    "https://book.cairo-lang.org/ch06-01-enums.html#example",
-                    "https://book.cairo-lang.org/ch06-01-enums.html#example-1"]
+    assert urls == [
+        "https://book.cairo-lang.org/ch06-01-enums.html#enums",
+        "https://book.cairo-lang.org/ch06-01-enums.html#example",
+        "https://book.cairo-lang.org/ch06-01-enums.html#example-1",
+    ]
 
 
 def test_openzeppelin_explicit_anchor_wins() -> None:
     oz = SETTINGS.source("openzeppelin_docs")
-    page = read_asciidoc("= Access\n\n" + "a " * 300 + "\n\n[#ownership-and-ownable]\n== Ownership and `Ownable`\n\n"
-                         + "b " * 300 + "\n\n== Role-Based AccessControl\n\n" + "c " * 300,
-                         "modules/ROOT/pages/access.adoc", None)
+    page = read_asciidoc(
+        "= Access\n\n"
+        + "a " * 300
+        + "\n\n[#ownership-and-ownable]\n== Ownership and `Ownable`\n\n"
+        + "b " * 300
+        + "\n\n== Role-Based AccessControl\n\n"
+        + "c " * 300,
+        "modules/ROOT/pages/access.adoc",
+        None,
+    )
     anchors = [c.anchor for c in chunk_page(page, oz.slug)]
     assert anchors == ["access", "ownership-and-ownable", "role_based_accesscontrol"]

@@ -106,14 +106,18 @@ def test_legacy_config_toml_is_mapped_with_a_notice(tmp_path: Path) -> None:
     assert s.llm.chat_model == "anthropic/claude-sonnet-4"
     assert s.llm.fast_model == "gemini/gemini-2.5-flash"
     assert (s.embeddings.provider, s.embeddings.model, s.embeddings.dimensions) == (
-        "remote", "openai/text-embedding-3-large", 1536)
+        "remote",
+        "openai/text-embedding-3-large",
+        1536,
+    )
     notice = " ".join(loaded.notices)
     assert "database.url" in notice and "llm.chat_model" in notice and "llm.openai_api_key" in notice
 
 
 def test_masked_hides_secrets() -> None:
-    settings = load_settings(environ={"OPENAI_API_KEY": "sk-very-secret-value",
-                                      "DATABASE_URL": "postgresql://me:hunter2@db:5432/x"})
+    settings = load_settings(
+        environ={"OPENAI_API_KEY": "sk-very-secret-value", "DATABASE_URL": "postgresql://me:hunter2@db:5432/x"}
+    )
     data = masked(settings)
     assert "sk-very-secret-value" not in str(data)
     assert "hunter2" not in str(data)
@@ -129,8 +133,9 @@ def test_remote_provider_defaults_to_production_embedding_model() -> None:
 def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRO_CODER_")}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "cairo_coder", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "cairo_coder", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=120
+    )
 
 
 def test_cli_bad_config_exits_2_with_one_message_and_no_traceback(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cairo_coder import lexical
 from cairo_coder.ingest.corelib import extract_items, humanize, module_path, summary_words
 
-SOURCE = '''//! Arrays of things.
+SOURCE = """//! Arrays of things.
 //!
 //! # Examples
 //!
@@ -56,7 +56,7 @@ pub mod inner {
 pub extern fn withdraw_gas() -> Option<()> nopanic;
 #[cfg(gas: "disabled")]
 pub fn withdraw_gas() -> Option<()> nopanic { Some(()) }
-'''
+"""
 
 
 def test_module_paths() -> None:
@@ -69,8 +69,14 @@ def test_module_paths() -> None:
 def test_extracts_public_items_with_docs_and_signatures() -> None:
     items = {item.path: item for item in extract_items(SOURCE, "src/array.cairo")}
     assert set(items) == {
-        "core::array", "core::array::Array", "core::array::ArrayImpl", "core::array::ArrayTrait",
-        "core::array::Span", "core::array::felt252_div", "core::array::inner", "core::array::inner::ANSWER",
+        "core::array",
+        "core::array::Array",
+        "core::array::ArrayImpl",
+        "core::array::ArrayTrait",
+        "core::array::Span",
+        "core::array::felt252_div",
+        "core::array::inner",
+        "core::array::inner::ANSWER",
         "core::array::withdraw_gas",
     }
     assert "internal_only" not in str(items) and "array_new" not in str(items)
@@ -91,15 +97,29 @@ def test_extracts_public_items_with_docs_and_signatures() -> None:
 
 def test_tokenizer_keeps_identifiers_and_their_parts() -> None:
     terms = lexical.tokenize("Use ArrayTrait::new and felt252_div with get_caller_address in the contracts")
-    for term in ("arraytrait::new", "arraytrait", "array", "trait", "felt252_div", "felt252", "div",
-                 "get_caller_address", "caller", "address", "contract"):
+    for term in (
+        "arraytrait::new",
+        "arraytrait",
+        "array",
+        "trait",
+        "felt252_div",
+        "felt252",
+        "div",
+        "get_caller_address",
+        "caller",
+        "address",
+        "contract",
+    ):
         assert term in terms
     assert "the" not in terms and "in" not in terms
 
 
 def test_identifiers_for_symbol_lookup() -> None:
     assert lexical.identifiers("What does felt252_div do? And core::array::ArrayTrait, SpanTrait, u256?") == [
-        "felt252_div", "core::array::arraytrait", "spantrait"]
+        "felt252_div",
+        "core::array::arraytrait",
+        "spantrait",
+    ]
 
 
 def test_an_impl_of_a_trait_in_the_same_file_documents_its_methods_on_the_trait_only() -> None:
@@ -108,7 +128,7 @@ def test_an_impl_of_a_trait_in_the_same_file_documents_its_methods_on_the_trait_
     assert impl.methods == [] and impl.implements == "ArrayTrait"
     assert "its methods are documented on `core::array::ArrayTrait`" in impl.markdown()
     assert "### append" not in impl.markdown() and [m.name for m in trait.methods] == ["new", "append"]
-    separate = '''/// Things that hold.
+    separate = """/// Things that hold.
 pub trait HoldTrait<T> {
     fn hold(self: T) -> T;
     /// Documented on the trait.
@@ -122,7 +142,7 @@ pub impl HoldImpl<T> of HoldTrait<T> {
     /// Not copied: the trait has its own doc.
     fn keep(self: T) -> T { self }
 }
-'''
+"""
     held = {item.path: item for item in extract_items(separate, "src/hold.cairo")}
     methods = {m.name: m.doc for m in held["core::hold::HoldTrait"].methods}
     assert methods == {"hold": "Holds a value (documented on the impl).", "keep": "Documented on the trait."}
@@ -145,8 +165,10 @@ def test_summaries_describe_items_and_methods_in_words() -> None:
 
 
 def test_hex_felts_that_encode_short_strings_are_decoded_first() -> None:
-    failure = ("[FAIL] tests::test_withdraw\n\nFailure data:\n    0x7536345f737562204f766572666c6f77 "
-               "('u64_sub Overflow')\n contract 0x04718f5a0fc34cc1af16a1cdee98ffb20c31f5cd61d6ab07201858f4287c938d")
+    failure = (
+        "[FAIL] tests::test_withdraw\n\nFailure data:\n    0x7536345f737562204f766572666c6f77 "
+        "('u64_sub Overflow')\n contract 0x04718f5a0fc34cc1af16a1cdee98ffb20c31f5cd61d6ab07201858f4287c938d"
+    )
     assert lexical.short_strings(failure) == ["u64_sub Overflow"], "an address is not a message"
     assert lexical.with_decoded_messages(failure) == "u64_sub Overflow\n" + failure
     assert lexical.short_strings("chain id 0x534e5f5345504f4c4941, hash 0x1234abcd") == ["SN_SEPOLIA"]

@@ -48,8 +48,14 @@ def test_breakdown_by_language_and_json_fields() -> None:
     report = EvalReport([_result("a", 1), _result("b", None, "como despliego la cuenta"), _result("c", 4)])
     by_language = report.by_language()
     assert by_language["en"]["n"] == 2 and by_language["en"]["recall@1"] == 0.5
-    assert by_language["es"] == {"n": 1, "recall@1": 0.0, "recall@3": 0.0, "recall@5": 0.0, "recall@10": 0.0,
-                                 "MRR@10": 0.0}
+    assert by_language["es"] == {
+        "n": 1,
+        "recall@1": 0.0,
+        "recall@3": 0.0,
+        "recall@5": 0.0,
+        "recall@10": 0.0,
+        "MRR@10": 0.0,
+    }
     data = report.to_json()
     assert data["by_language"] == by_language
     assert [item["language"] for item in data["items"]] == ["en", "es", "en"]
@@ -57,8 +63,15 @@ def test_breakdown_by_language_and_json_fields() -> None:
 
 
 def test_compare_counts_wins_losses_and_recomputes_earlier_metrics_on_shared_items() -> None:
-    earlier = {"items": [{"id": "a", "rank": 3}, {"id": "b", "rank": None}, {"id": "c", "rank": 1},
-                         {"id": "d", "rank": 2}, {"id": "gone", "rank": 1}]}
+    earlier = {
+        "items": [
+            {"id": "a", "rank": 3},
+            {"id": "b", "rank": None},
+            {"id": "c", "rank": 1},
+            {"id": "d", "rank": 2},
+            {"id": "gone", "rank": 1},
+        ]
+    }
     now = EvalReport([_result("a", 1), _result("b", 7), _result("c", None), _result("d", 2), _result("new", 1)])
     result = compare(now, earlier)
     assert [(c.id, c.before, c.after) for c in result.wins] == [("a", 3, 1), ("b", None, 7)]

@@ -26,7 +26,7 @@ fn main() {
 def book(tmp_path: Path) -> Path:
     (tmp_path / "listings" / "ch01" / "src").mkdir(parents=True)
     (tmp_path / "listings" / "ch01" / "src" / "lib.cairo").write_text(LISTING)
-    (tmp_path / "listings" / "ch01" / "Scarb.toml").write_text("[package]\nname = \"x\"\n")
+    (tmp_path / "listings" / "ch01" / "Scarb.toml").write_text('[package]\nname = "x"\n')
     return tmp_path
 
 
@@ -41,8 +41,9 @@ def test_mdbook_anchor_excludes_markers_and_dedents(book: Path) -> None:
 
 
 def test_mdbook_nested_anchor_drops_inner_markers(book: Path) -> None:
-    out = resolver(book).resolve_mdbook("{{#rustdoc_include ../listings/ch01/src/lib.cairo:main}}",
-                                        PurePosixPath("ch01-01.md"))
+    out = resolver(book).resolve_mdbook(
+        "{{#rustdoc_include ../listings/ch01/src/lib.cairo:main}}", PurePosixPath("ch01-01.md")
+    )
     assert "fn main()" in out and "a.append(1);" in out
     assert "ANCHOR" not in out and "use core::array" not in out
 
@@ -60,8 +61,9 @@ def test_mdbook_whole_file_and_line_ranges(book: Path) -> None:
 
 
 def test_mdbook_page_in_subfolder_resolves_relative_to_page(book: Path) -> None:
-    out = resolver(book).resolve_mdbook("{{#include ../../listings/ch01/src/lib.cairo:append}}",
-                                        PurePosixPath("sub/dir/page.md"))
+    out = resolver(book).resolve_mdbook(
+        "{{#include ../../listings/ch01/src/lib.cairo:append}}", PurePosixPath("sub/dir/page.md")
+    )
     assert out == "a.append(1);"
 
 
@@ -102,5 +104,6 @@ def test_asciidoc_tags_and_partials(tmp_path: Path) -> None:
     assert "`owner()` returns the owner." in out
     assert "tag::" not in out and "other" not in out and "include::" not in out
     both = IncludeResolver(tmp_path).resolve_asciidoc(
-        "include::access.adoc[tags=owner;renounce]", PurePosixPath("modules/ROOT/pages/api/x.adoc"))
+        "include::access.adoc[tags=owner;renounce]", PurePosixPath("modules/ROOT/pages/api/x.adoc")
+    )
     assert "owner()" in both and "renounce_ownership()" in both

@@ -24,8 +24,12 @@ def test_nothing_configured_names_the_settings_to_provide() -> None:
 
 
 def test_per_stage_and_per_agent_models() -> None:
-    r = router(CAIRO_CODER_LLM__CHAT_MODEL="anthropic/claude-strong", CAIRO_CODER_LLM__FAST_MODEL="gemini/flash",
-               ANTHROPIC_API_KEY="a", GEMINI_API_KEY="g")
+    r = router(
+        CAIRO_CODER_LLM__CHAT_MODEL="anthropic/claude-strong",
+        CAIRO_CODER_LLM__FAST_MODEL="gemini/flash",
+        ANTHROPIC_API_KEY="a",
+        GEMINI_API_KEY="g",
+    )
     assert r.model_for("generation") == "anthropic/claude-strong"
     assert r.model_for("query_processing") == "gemini/flash"
     agent = AgentConfiguration(id="x", name="X", chat_model="openai/gpt-agent")
@@ -33,13 +37,13 @@ def test_per_stage_and_per_agent_models() -> None:
     assert r.model_for("retrieval_judge", agent) == "gemini/flash"
     # Only a chat model: fast stages use it too.
     solo = router(CAIRO_CODER_LLM__MODEL="ollama_chat/llama3.1")
-    assert solo.describe() == dict.fromkeys(("query_processing", "generation", "retrieval_judge", "suggestions"),
-                                            "ollama_chat/llama3.1")
+    assert solo.describe() == dict.fromkeys(
+        ("query_processing", "generation", "retrieval_judge", "suggestions"), "ollama_chat/llama3.1"
+    )
 
 
 def test_cairo_coder_model_overrides_every_stage_of_every_agent() -> None:
-    r = router(CAIRO_CODER_MODEL="openai/gpt-4o-mini", CAIRO_CODER_LLM__CHAT_MODEL="anthropic/x",
-               OPENAI_API_KEY="sk")
+    r = router(CAIRO_CODER_MODEL="openai/gpt-4o-mini", CAIRO_CODER_LLM__CHAT_MODEL="anthropic/x", OPENAI_API_KEY="sk")
     agent = AgentConfiguration(id="x", name="X", chat_model="gemini/y", fast_model="gemini/z")
     assert set(r.describe(agent).values()) == {"openai/gpt-4o-mini"}
 

@@ -27,14 +27,21 @@ BOOK, FOUNDRY, SCARB = DocumentSource.CAIRO_BOOK, DocumentSource.STARKNET_FOUNDR
 
 
 def result(title: str, content: str, source: str = "cairo_book", chunk: str = "c1") -> SearchResult:
-    meta = DocumentMetadata(source=source, path=f"{title}.md", title=title, section=[title],
-                            url=f"https://example.org/{title}")
+    meta = DocumentMetadata(
+        source=source, path=f"{title}.md", title=title, section=[title], url=f"https://example.org/{title}"
+    )
     return SearchResult(document=Document(content=content, metadata=meta), score=1.0, chunk_id=chunk)
 
 
 def test_query_processor_validates_resources_against_the_enum_and_the_agent() -> None:
-    lm = DummyLM([{"search_queries": ["storage Map", "storage Map", " "], "resources": ["cairo_book", "bogus",
-                                                                                     "scarb_docs", "CAIRO_BOOK"]}])
+    lm = DummyLM(
+        [
+            {
+                "search_queries": ["storage Map", "storage Map", " "],
+                "resources": ["cairo_book", "bogus", "scarb_docs", "CAIRO_BOOK"],
+            }
+        ]
+    )
     with dspy.context(lm=lm):
         out = QueryProcessorProgram()(query="How do I use a storage Map in my contract?", allowed=[BOOK, FOUNDRY])
     processed = out.processed_query
@@ -70,12 +77,15 @@ def test_scarb_query_signature_is_scarb_specific() -> None:
     assert "Scarb.toml" in ScarbGenerationSignature.instructions
 
 
-@pytest.mark.parametrize(("text", "contract", "test"), [
-    ("How do I emit an event from my contract?", True, False),
-    ("write a unit test for my ERC20 with cheatcodes", True, True),
-    ("How do I reverse an array?", False, False),
-    ("How to use assert_eq in tests", False, True),
-])
+@pytest.mark.parametrize(
+    ("text", "contract", "test"),
+    [
+        ("How do I emit an event from my contract?", True, False),
+        ("write a unit test for my ERC20 with cheatcodes", True, True),
+        ("How do I reverse an array?", False, False),
+        ("How to use assert_eq in tests", False, True),
+    ],
+)
 def test_contract_and_test_detection(text: str, contract: bool, test: bool) -> None:
     assert is_contract_related([text]) is contract
     assert is_test_related([text]) is test
@@ -83,8 +93,10 @@ def test_contract_and_test_detection(text: str, contract: bool, test: bool) -> N
 
 def test_generation_uses_chain_of_thought_and_numbered_context() -> None:
     lm = DummyLM([{"reasoning": "Storage is declared in a struct.", "answer": "Declare a #[storage] struct [1]."}])
-    context = format_context([result("Storage", "Use #[storage]."), result("Maps", "Map<K, V>", chunk="c2")],
-                             [resolve_template("builtin", "contract")])
+    context = format_context(
+        [result("Storage", "Use #[storage]."), result("Maps", "Map<K, V>", chunk="c2")],
+        [resolve_template("builtin", "contract")],
+    )
     with dspy.context(lm=lm):
         out = GenerationProgram()(query="storage?", context=context)
     assert out.answer == "Declare a #[storage] struct [1]."
@@ -131,7 +143,8 @@ def test_programs_save_and_load_their_optimized_state(tmp_path: Path) -> None:
     (tmp_path / "cairo-coder").mkdir()
     program.save(str(tmp_path / "cairo-coder" / "query_processor.json"))
     assert load_optimized(QueryProcessorProgram(), tmp_path, "query_processor", "cairo-coder") == (
-        tmp_path / "cairo-coder" / "query_processor.json")
+        tmp_path / "cairo-coder" / "query_processor.json"
+    )
     assert load_optimized(QueryProcessorProgram(), "", "query_processor") is None
     # A file for another program is a clear error, not a silently half-loaded program.
     GenerationProgram().save(str(tmp_path / "generation.json"))
@@ -173,6 +186,5 @@ def test_cached_adapter_formats_like_dspy_and_reformats_only_new_demos() -> None
     assert again == plain.format(QuerySignature, demos, inputs)
     assert adapter.formatted == calls + 1, "only the question was formatted: system message and demos cached"
     other = [dspy.Example(**{**demos[0].toDict(), "query": "a different demo question"})]
-    assert adapter.format(QuerySignature, other, inputs) == plain.format(QuerySignature, other,
-                                                                                  inputs)
+    assert adapter.format(QuerySignature, other, inputs) == plain.format(QuerySignature, other, inputs)
     assert adapter.formatted == calls + 3, "new demo objects are formatted, then the question"

@@ -7,8 +7,9 @@ import random
 from cairo_coder.store.search import PageKinds, lift_page, page_support, reciprocal_rank_fusion
 
 
-def _page_support_by_definition(scored: list[tuple[int, float]], page_of: dict[int, tuple[str, str]],
-                                top: int, decay: float) -> list[tuple[int, float]]:
+def _page_support_by_definition(
+    scored: list[tuple[int, float]], page_of: dict[int, tuple[str, str]], top: int, decay: float
+) -> list[tuple[int, float]]:
     out = []
     for doc_id, score in scored:
         others = sorted((s for d, s in scored if page_of[d] == page_of[doc_id] and d != doc_id), reverse=True)
@@ -24,8 +25,9 @@ def test_page_support_matches_its_definition_with_ties_and_single_chunk_pages() 
         scored = [(doc_id, rng.choice([0.1, 0.2, 0.25, 0.5, 1.0])) for doc_id in range(n)]
         page_of = {doc_id: ("book", f"page-{rng.randint(0, n // 3)}") for doc_id in range(n)}
         for top in (1, 2, 3):
-            assert page_support(scored, page_of, top=top, decay=0.3) == \
-                _page_support_by_definition(scored, page_of, top, 0.3)
+            assert page_support(scored, page_of, top=top, decay=0.3) == _page_support_by_definition(
+                scored, page_of, top, 0.3
+            )
 
 
 def test_page_support_lifts_a_page_that_several_chunks_come_from() -> None:
@@ -52,12 +54,17 @@ def test_page_kinds_match_reference_globs_per_source() -> None:
 
 
 def test_page_kinds_weigh_reference_pages_and_rerank() -> None:
-    page_of = {1: ("openzeppelin_docs", "modules/ROOT/pages/api/erc20.adoc"),
-               2: ("openzeppelin_docs", "modules/ROOT/pages/erc20.adoc"),
-               3: ("cairo_book", "ch01.md")}
+    page_of = {
+        1: ("openzeppelin_docs", "modules/ROOT/pages/api/erc20.adoc"),
+        2: ("openzeppelin_docs", "modules/ROOT/pages/erc20.adoc"),
+        3: ("cairo_book", "ch01.md"),
+    }
     scored = [(1, 1.0), (2, 0.9), (3, 0.5)]
-    assert PageKinds({"openzeppelin_docs": ["modules/ROOT/pages/api/*"]}, 0.8).weigh(scored, page_of) == \
-        [(2, 0.9), (1, 0.8), (3, 0.5)]
+    assert PageKinds({"openzeppelin_docs": ["modules/ROOT/pages/api/*"]}, 0.8).weigh(scored, page_of) == [
+        (2, 0.9),
+        (1, 0.8),
+        (3, 0.5),
+    ]
     assert PageKinds({"openzeppelin_docs": ["modules/ROOT/pages/api/*"]}, 1.0).weigh(scored, page_of) == scored
     assert PageKinds({}, 0.5).weigh(scored, page_of) == scored
 

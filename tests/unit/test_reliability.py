@@ -35,8 +35,10 @@ def test_clean_text_keeps_valid_text_and_replaces_what_postgres_refuses() -> Non
 
 
 def test_provider_detail_drops_client_library_names_and_hints() -> None:
-    raw = ("[openai/m] litellm.MidStreamFallbackError: litellm.RateLimitError: RateLimitError: OpenAIException - "
-           "slow down\n\n  To fix:\n    - Retry with backoff (lm15 never retries for you)")
+    raw = (
+        "[openai/m] litellm.MidStreamFallbackError: litellm.RateLimitError: RateLimitError: OpenAIException - "
+        "slow down\n\n  To fix:\n    - Retry with backoff (lm15 never retries for you)"
+    )
     assert provider_detail(Exception(raw)) == "slow down"
     assert provider_detail(Exception("litellm.Timeout: APITimeoutError - Request timed out")) == "Request timed out"
     assert provider_detail(Exception("x" * 1000)).endswith("...")
@@ -61,16 +63,22 @@ def test_retry_policy_honours_retry_after_and_gives_up_honestly() -> None:
     assert isinstance(once, LLMUnavailableError) and "attempts" not in str(once)
 
 
-@pytest.mark.parametrize("failure", [
-    ConnectionRefusedError(111, "refused"), ConnectionResetError(104, "reset"),
-    FileNotFoundError(2, "socket missing"), TimeoutError("timed out"),
-    asyncpg.exceptions.TooManyConnectionsError("too many clients"),
-    asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
-    asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
-    asyncpg.exceptions.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction"),
-    asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
-    asyncpg.exceptions.InterfaceError("connection is closed"),
-], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ConnectionRefusedError(111, "refused"),
+        ConnectionResetError(104, "reset"),
+        FileNotFoundError(2, "socket missing"),
+        TimeoutError("timed out"),
+        asyncpg.exceptions.TooManyConnectionsError("too many clients"),
+        asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
+        asyncpg.exceptions.CannotConnectNowError("the database system is starting up"),
+        asyncpg.exceptions.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction"),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation"),
+        asyncpg.exceptions.InterfaceError("connection is closed"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
 def test_every_connection_level_failure_is_retried_then_database_unavailable(failure: Exception) -> None:
     calls = 0
 
@@ -104,8 +112,15 @@ def _kinds() -> dict[str, type[BaseException]]:
 
 
 def test_every_error_kind_has_a_status_and_only_bugs_are_500() -> None:
-    for module in ("agents", "embeddings", "evaluation", "ingest.loader", "programs.loading", "programs.templates",
-                   "store.errors"):  # every module that defines error kinds
+    for module in (
+        "agents",
+        "embeddings",
+        "evaluation",
+        "ingest.loader",
+        "programs.loading",
+        "programs.templates",
+        "store.errors",
+    ):  # every module that defines error kinds
         importlib.import_module(f"cairo_coder.{module}")
 
     kinds = _kinds()
@@ -113,8 +128,14 @@ def test_every_error_kind_has_a_status_and_only_bugs_are_500() -> None:
     missing = sorted(kind for kind in kinds if kind not in KIND_STATUS)
     assert not missing, f"error kinds without an HTTP status: {missing}"
     assert [kind for kind, status in KIND_STATUS.items() if status == 500] == ["internal_error"]
-    for exc in (dx.LMRateLimitError("x"), dx.LMServerError("x"), dx.LMTimeoutError("x"), dx.LMAuthError("x"),
-                dx.ContextWindowExceededError(model="m"), dx.LMTransportError("x")):
+    for exc in (
+        dx.LMRateLimitError("x"),
+        dx.LMServerError("x"),
+        dx.LMTimeoutError("x"),
+        dx.LMAuthError("x"),
+        dx.ContextWindowExceededError(model="m"),
+        dx.LMTransportError("x"),
+    ):
         translated = translate_error(exc)
         assert isinstance(translated, LLMError) and translated.kind in KIND_STATUS
 
@@ -125,7 +146,12 @@ def test_importing_cairo_coder_keeps_litellm_offline() -> None:
     import subprocess
 
     env = {k: v for k, v in os.environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
-    out = subprocess.run([sys.executable, "-c", "import cairo_coder, os; "
-                          "print(os.environ.get('LITELLM_LOCAL_MODEL_COST_MAP'))"],
-                         env=env, capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import cairo_coder, os; print(os.environ.get('LITELLM_LOCAL_MODEL_COST_MAP'))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert out.stdout.strip() == "True"

@@ -9,8 +9,10 @@ from cairo_coder.server.schemas import ChatMessage, parse_flag
 from cairo_coder.server.state import ConcurrencyLimiter
 
 
-@pytest.mark.parametrize(("raw", "value"), [("true", True), ("1", True), ("YES", True), (" Yes ", True),
-                                            ("false", False), ("0", False), ("No", False)])
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [("true", True), ("1", True), ("YES", True), (" Yes ", True), ("false", False), ("0", False), ("No", False)],
+)
 def test_flags_parse_strictly(raw: str, value: bool) -> None:
     assert parse_flag(raw) is value
 
@@ -21,11 +23,18 @@ def test_other_flag_values_are_errors(raw: str) -> None:
         parse_flag(raw)
 
 
-@pytest.mark.parametrize(("kind", "status", "error_type"), [
-    ("unknown_agent", 404, "not_found_error"), ("llm_rate_limited", 429, "rate_limit_error"),
-    ("llm_not_configured", 503, "service_unavailable"), ("database_unavailable", 503, "service_unavailable"),
-    ("llm_bad_output", 502, "server_error"), ("something_new", 500, "server_error"),
-    ("invalid_request", 400, "invalid_request_error")])
+@pytest.mark.parametrize(
+    ("kind", "status", "error_type"),
+    [
+        ("unknown_agent", 404, "not_found_error"),
+        ("llm_rate_limited", 429, "rate_limit_error"),
+        ("llm_not_configured", 503, "service_unavailable"),
+        ("database_unavailable", 503, "service_unavailable"),
+        ("llm_bad_output", 502, "server_error"),
+        ("something_new", 500, "server_error"),
+        ("invalid_request", 400, "invalid_request_error"),
+    ],
+)
 def test_error_kinds_map_to_statuses(kind: str, status: int, error_type: str) -> None:
     error = from_kind(kind, "message")
     assert (error.status, error.type, error.code) == (status, error_type, kind)
@@ -51,7 +60,11 @@ def test_concurrency_limiter_refuses_beyond_its_limit_and_gives_slots_back() -> 
 
 
 def test_chat_messages_flatten_text_parts_and_drop_nul() -> None:
-    message = ChatMessage.model_validate({"role": "developer", "content": [
-        {"type": "text", "text": "be\x00 terse"}, {"type": "image_url"}, {"type": "text", "text": "!"}]})
+    message = ChatMessage.model_validate(
+        {
+            "role": "developer",
+            "content": [{"type": "text", "text": "be\x00 terse"}, {"type": "image_url"}, {"type": "text", "text": "!"}],
+        }
+    )
     assert message.to_message().role.value == "system"
     assert message.text() == "be terse!"

@@ -14,8 +14,13 @@ from tests.conftest import corpus_dir
 
 
 def result(content: str, number: int) -> SearchResult:
-    meta = DocumentMetadata(source="cairo_book", path=f"page{number}.md", title=f"Page {number}",
-                            url=f"https://book.cairo-lang.org/page{number}.html", source_commit="f535de7c7f09")
+    meta = DocumentMetadata(
+        source="cairo_book",
+        path=f"page{number}.md",
+        title=f"Page {number}",
+        url=f"https://book.cairo-lang.org/page{number}.html",
+        source_commit="f535de7c7f09",
+    )
     return SearchResult(document=Document(content=content, metadata=meta), score=1.0, chunk_id=f"c{number}")
 
 
@@ -24,7 +29,7 @@ def corpus_chunks() -> list[str]:
     pieces: list[str] = []
     for path in sorted(corpus_dir().glob("*/**/*.md"))[:200]:
         text = path.read_text(errors="replace")
-        pieces.extend(text[i:i + 1800] for i in range(0, min(len(text), 9000), 1800))
+        pieces.extend(text[i : i + 1800] for i in range(0, min(len(text), 9000), 1800))
     return [p for p in pieces if p.strip()]
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from cairo_coder.cli.common import _fail, _open_store, _run, _settings, app, err, out
+from cairo_coder.cli.common import AGENTS_HELP, _fail, _open_store, _run, _settings, app, err, out
 from cairo_coder.config import Settings
 
 
@@ -22,15 +22,27 @@ def _factory(settings: Settings, store: Any) -> Any:
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="Your Cairo or Starknet question.")],
-    agent: Annotated[str | None, typer.Option("--agent", "-a", help="Agent id (default: pipeline.default_agent; "
-                                              "see `cairo-coder agents`).", show_default=False)] = None,
-    mcp: Annotated[bool, typer.Option("--mcp", help="Return the relevant documentation instead of an answer "
-                                      "(needs no language model).")] = False,
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            "--agent",
+            "-a",
+            help=f"Agent id: {AGENTS_HELP} (default: pipeline.default_agent).",
+            show_default=False,
+        ),
+    ] = None,
+    mcp: Annotated[
+        bool,
+        typer.Option("--mcp", help="Return the relevant documentation instead of an answer (needs no language model)."),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object: answer, sources, usage.")] = False,
 ) -> None:
     """Answer a question from the documentation, streaming the answer, then list the sources it cites.
 
-    Needs a language model (e.g. CAIRO_CODER_MODEL=openai/gpt-4o-mini and OPENAI_API_KEY) unless --mcp.
+    Needs a language model (e.g. CAIRO_CODER_MODEL=openai/gpt-4o-mini and OPENAI_API_KEY) unless --mcp. Examples:
+
+      cairo-coder ask "How do I emit an event from a Starknet contract?"
+      cairo-coder ask --mcp --agent scarb-assistant "Scarb.toml edition" --json
     """
     settings = _settings()
     agent_id = agent or settings.pipeline.default_agent
@@ -50,11 +62,12 @@ def ask(
         return {
             "answer": result.answer,
             "finish_reason": result.finish_reason,
-            "sources": [{"title": s.title, "url": s.url, "source": s.source, "path": s.path}
-                        for s in result.sources],
-            "usage": {"prompt_tokens": result.usage.prompt_tokens,
-                      "completion_tokens": result.usage.completion_tokens,
-                      "total_tokens": result.usage.total_tokens},
+            "sources": [{"title": s.title, "url": s.url, "source": s.source, "path": s.path} for s in result.sources],
+            "usage": {
+                "prompt_tokens": result.usage.prompt_tokens,
+                "completion_tokens": result.usage.completion_tokens,
+                "total_tokens": result.usage.total_tokens,
+            },
         }
 
     final: dict[str, Any] = {}
@@ -101,13 +114,18 @@ def ask(
     unknown = final.get("unknown_citations") or []
     if unknown:
         numbers = ", ".join(f"[{n}]" for n in unknown)
-        err.print(f"[yellow]note:[/] the answer cites {numbers}, which is not among the {len(sources)} sources",
-                  highlight=False)
+        err.print(
+            f"[yellow]note:[/] the answer cites {numbers}, which is not among the {len(sources)} sources",
+            highlight=False,
+        )
 
 
 @app.command()
 def agents(json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """List the agents with their sources and the model each stage uses."""
+    """List the agents with their sources and the model each stage uses.
+
+    Example: cairo-coder agents --json
+    """
     from cairo_coder.llm import LLMRouter
 
     settings = _settings()
@@ -115,15 +133,26 @@ def agents(json_output: Annotated[bool, typer.Option("--json", help="Print JSON.
     rows: list[dict[str, Any]] = []
     for agent_id in sorted(settings.agents):
         agent = settings.agents[agent_id]
-        rows.append({"id": agent_id, "name": agent.name, "description": agent.description,
-                     "sources": [s.value for s in agent.sources], "default": agent_id ==
-                     settings.pipeline.default_agent, "models": router.describe(agent)})
+        rows.append(
+            {
+                "id": agent_id,
+                "name": agent.name,
+                "description": agent.description,
+                "sources": [s.value for s in agent.sources],
+                "default": agent_id == settings.pipeline.default_agent,
+                "models": router.describe(agent),
+            }
+        )
     if json_output:
         out.print_json(data=rows)
         return
     table = Table("id", "name", "sources", "generation model", box=None, header_style="bold")
     for row in rows:
         marker = " (default)" if row["default"] else ""
-        table.add_row(row["id"] + marker, row["name"], ", ".join(row["sources"]),
-                      row["models"]["generation"] or "[dim]not configured[/]")
+        table.add_row(
+            row["id"] + marker,
+            row["name"],
+            ", ".join(row["sources"]),
+            row["models"]["generation"] or "[dim]not configured[/]",
+        )
     out.print(table)

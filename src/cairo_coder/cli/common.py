@@ -6,6 +6,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Coroutine
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -19,7 +20,8 @@ T = TypeVar("T")
 app = typer.Typer(
     name="cairo-coder",
     help="Cairo and Starknet answers grounded in the official documentation.\n\n"
-    "Runs on an embedded PostgreSQL by default (no setup); set DATABASE_URL to use your own server.",
+    "Runs on an embedded PostgreSQL by default (no setup); set DATABASE_URL to use your own server.\n\n"
+    "Exit codes: 0 success, 1 failure (database, model, source unavailable...), 2 usage or configuration error.",
     no_args_is_help=True,
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
@@ -37,18 +39,55 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
 _state: dict[str, Any] = {"config": None}
 
 
+class Mode(StrEnum):
+    """Search modes (``search.mode``): the choices of every ``--mode``."""
+
+    HYBRID = "hybrid"
+    DENSE = "dense"
+    LEXICAL = "lexical"
+
+
+SOURCES_HELP = ", ".join(s.value for s in DocumentSource)
+AGENTS_HELP = (
+    "cairo-coder, starknet-agent, scarb-assistant, or an [agents.<id>] of your configuration (`cairo-coder agents`)"
+)
+ModeOption = Annotated[
+    Mode | None,
+    typer.Option("--mode", "-m", help="Search mode (default: search.mode).", show_default=False),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        from cairo_coder import __version__
+
+        out.print(f"cairo-coder {__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="TOML configuration file (default: ./cairo-coder.toml, or "
-                     "CAIRO_CODER_CONFIG).", show_default=False),
+        typer.Option(
+            "--config",
+            "-c",
+            help="TOML configuration file (default: ./cairo-coder.toml, or CAIRO_CODER_CONFIG).",
+            show_default=False,
+        ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens (to stderr).")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
 ) -> None:
     _state["config"] = config
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:

@@ -11,6 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cairo_coder.cli.common import (
+    AGENTS_HELP,
+    SOURCES_HELP,
+    ModeOption,
     _fail,
     _open_store,
     _parse_sources,
@@ -34,7 +37,10 @@ if TYPE_CHECKING:
 
 @config_app.command("show")
 def config_show(json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Print the effective configuration (defaults < TOML file < environment), secrets masked."""
+    """Print the effective configuration (defaults < TOML file < environment), secrets masked.
+
+    Example: CAIRO_CODER_SEARCH__MODE=lexical cairo-coder config show --json
+    """
     settings = _settings()
     data = masked(settings)
     if json_output:
@@ -78,18 +84,30 @@ def _inline(key: str, prefix: str) -> bool:
 
 @app.command()
 def ingest(
-    sources: Annotated[list[str] | None, typer.Argument(help="Sources to ingest (default: all with documents).",
-                                                        show_default=False)] = None,
-    from_dir: Annotated[Path | None, typer.Option("--from", help="Local tree laid out like the shared corpus "
-                        "(<DIR>/<source_id>/...). Default: CAIRO_CODER_CORPUS, else clone the repositories.",
-                        show_default=False)] = None,
-    reindex: Annotated[bool, typer.Option("--reindex", help="Drop the whole index first (needed after changing "
-                       "the embedding model).")] = False,
+    sources: Annotated[
+        list[str] | None,
+        typer.Argument(help=f"Sources to ingest (default: all with documents): {SOURCES_HELP}.", show_default=False),
+    ] = None,
+    from_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="Local tree laid out like the shared corpus "
+            "(<DIR>/<source_id>/...). Default: CAIRO_CODER_CORPUS, else clone the repositories.",
+            show_default=False,
+        ),
+    ] = None,
+    reindex: Annotated[
+        bool, typer.Option("--reindex", help="Drop the whole index first (needed after changing the embedding model).")
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Ingest documentation into the store: incremental, idempotent and resumable.
 
-    Only pages whose content changed are re-embedded and rewritten; pages that disappeared are removed.
+    Only pages whose content changed are re-embedded and rewritten; pages that disappeared are removed. Examples:
+
+      CAIRO_CODER_CORPUS=../shared/corpus cairo-coder ingest
+      cairo-coder ingest --source cairo_book --source corelib_docs --json
     """
     settings = _settings()
     chosen = _parse_sources(sources)
@@ -102,8 +120,9 @@ def ingest(
         raise typer.Exit(1)
 
 
-async def _ingest(settings: Settings, chosen: list[DocumentSource] | None, from_dir: Path | None, reindex: bool,
-                  quiet: bool) -> list[Any]:
+async def _ingest(
+    settings: Settings, chosen: list[DocumentSource] | None, from_dir: Path | None, reindex: bool, quiet: bool
+) -> list[Any]:
     from cairo_coder.ingest.loader import Ingester, SourceReport, SourceUnavailableError
 
     store = await _open_store(settings, for_writing=True)
@@ -113,8 +132,14 @@ async def _ingest(settings: Settings, chosen: list[DocumentSource] | None, from_
             await store.reset()
         explicit = chosen is not None
         targets = chosen or list(settings.sources)
-        with Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=err, disable=quiet) as progress:
+        with Progress(
+            TextColumn("{task.description:<18}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=err,
+            disable=quiet,
+        ) as progress:
             tasks: dict[str, Any] = {}
 
             def on_progress(source: str, done: int, total: int) -> None:
@@ -138,10 +163,18 @@ async def _ingest(settings: Settings, chosen: list[DocumentSource] | None, from_
 
 def _report_json(report: Any) -> dict[str, Any]:
     return {
-        "source": report.source, "pages": report.pages, "chunks": report.chunks, "new": report.new,
-        "updated": report.updated, "unchanged": report.unchanged, "deleted": report.deleted,
-        "embedded_chunks": report.embedded_chunks, "seconds": round(report.seconds, 2), "commit": report.commit,
-        "failed": [{"path": f.path, "reason": f.reason} for f in report.failed], "warnings": report.warnings,
+        "source": report.source,
+        "pages": report.pages,
+        "chunks": report.chunks,
+        "new": report.new,
+        "updated": report.updated,
+        "unchanged": report.unchanged,
+        "deleted": report.deleted,
+        "embedded_chunks": report.embedded_chunks,
+        "seconds": round(report.seconds, 2),
+        "commit": report.commit,
+        "failed": [{"path": f.path, "reason": f.reason} for f in report.failed],
+        "warnings": report.warnings,
         "skipped": report.skipped_reason,
     }
 
@@ -153,12 +186,28 @@ def _print_summary(reports: list[Any]) -> None:
     for r in reports:
         if r.skipped_reason:
             continue
-        table.add_row(r.source, str(r.pages), str(r.chunks), str(r.new), str(r.updated), str(r.deleted),
-                      str(r.unchanged), str(len(r.failed)), f"{r.seconds:.1f}")
+        table.add_row(
+            r.source,
+            str(r.pages),
+            str(r.chunks),
+            str(r.new),
+            str(r.updated),
+            str(r.deleted),
+            str(r.unchanged),
+            str(len(r.failed)),
+            f"{r.seconds:.1f}",
+        )
     total = [r for r in reports if not r.skipped_reason]
-    table.add_row("total", *(str(sum(getattr(r, f) for r in total)) for f in ("pages", "chunks", "new", "updated",
-                  "deleted", "unchanged")), str(sum(len(r.failed) for r in total)),
-                  f"{sum(r.seconds for r in total):.1f}", style="bold")
+    table.add_row(
+        "total",
+        *(
+            str(sum(getattr(r, f) for r in total))
+            for f in ("pages", "chunks", "new", "updated", "deleted", "unchanged")
+        ),
+        str(sum(len(r.failed) for r in total)),
+        f"{sum(r.seconds for r in total):.1f}",
+        style="bold",
+    )
     out.print(table)
     for r in reports:
         for failure in r.failed:
@@ -175,36 +224,64 @@ def _print_summary(reports: list[Any]) -> None:
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="What to look for, in words or code.")],
-    source: Annotated[list[str] | None, typer.Option("--source", "-s", help="Only this source (repeatable).",
-                                                     show_default=False)] = None,
-    k: Annotated[int | None, typer.Option("-k", min=1, max=200, help="Number of results (default: search.k).",
-                                          show_default=False)] = None,
-    mode: Annotated[str, typer.Option("--mode", "-m", help="hybrid, dense or lexical (default: search.mode).")] = "",
-    min_similarity: Annotated[float | None, typer.Option("--min-similarity", help="Drop results whose cosine "
-                              "similarity is lower (needs embeddings).", show_default=False)] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", "-s", help=f"Only this source (repeatable): {SOURCES_HELP}.", show_default=False),
+    ] = None,
+    k: Annotated[
+        int | None,
+        typer.Option("-k", min=1, max=200, help="Number of results (default: search.k).", show_default=False),
+    ] = None,
+    mode: ModeOption = None,
+    min_similarity: Annotated[
+        float | None,
+        typer.Option(
+            "--min-similarity",
+            help="Drop results whose cosine similarity is lower (needs embeddings).",
+            show_default=False,
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print a JSON list of results.")] = False,
 ) -> None:
-    """Search the documentation and print the best chunks with their source, title, URL and score."""
+    """Search the documentation and print the best chunks with their source, title, URL and score. Examples:
+
+    cairo-coder search "felt252 to u256 conversion"
+    cairo-coder search "cheatcode caller address" --source starknet_foundry -k 3 --mode lexical --json
+    """
     settings = _settings()
-    chosen_mode = mode or settings.search.mode
-    if chosen_mode not in ("hybrid", "dense", "lexical"):
-        _fail(f"--mode must be hybrid, dense or lexical, not {chosen_mode!r}", 2)
+    chosen_mode = mode.value if mode else settings.search.mode
     sources = _parse_sources(source)
 
     async def run() -> list[Any]:
         store = await _open_store(settings)
         try:
-            return list(await store.search(query, k or settings.search.k,
-                                           [s.value for s in sources] if sources else None,
-                                           chosen_mode, min_similarity))
+            return list(
+                await store.search(
+                    query,
+                    k or settings.search.k,
+                    [s.value for s in sources] if sources else None,
+                    chosen_mode,
+                    min_similarity,
+                )
+            )
         finally:
             await store.close()
 
     results = _run(run)
     if json_output:
-        out.print_json(data=[{"source": r.document.metadata.source, "path": r.document.metadata.path,
-                              "title": r.document.metadata.title, "url": r.document.metadata.url,
-                              "score": r.score, "content": r.document.content} for r in results])
+        out.print_json(
+            data=[
+                {
+                    "source": r.document.metadata.source,
+                    "path": r.document.metadata.path,
+                    "title": r.document.metadata.title,
+                    "url": r.document.metadata.url,
+                    "score": r.score,
+                    "content": r.document.content,
+                }
+                for r in results
+            ]
+        )
         return
     if not results:
         err.print("no results (is the store empty? run `cairo-coder ingest`)")
@@ -226,12 +303,25 @@ def search(
 def eval_retrieval(
     dataset: Annotated[Path, typer.Option("--dataset", "-d", help="JSONL file of labelled questions.")],
     k: Annotated[int, typer.Option("-k", min=1, max=100, help="Distinct pages kept per item in the report.")] = 10,
-    mode: Annotated[str, typer.Option("--mode", "-m", help="hybrid, dense or lexical (default: search.mode).")] = "",
-    agent: Annotated[str | None, typer.Option("--agent", "-a", help="Measure this agent's own retrieval: query "
-                     "processing on its configured model, then its retriever (and judge). Needs a model.",
-                     show_default=False)] = None,
-    compare_with: Annotated[Path | None, typer.Option("--compare", help="An earlier --json report: per-item rank "
-                            "changes (wins, losses, unchanged) and a sign test.", show_default=False)] = None,
+    mode: ModeOption = None,
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            "--agent",
+            "-a",
+            help=f"Measure this agent's own retrieval ({AGENTS_HELP}): query "
+            "processing on its configured model, then its retriever (and judge). Needs a model.",
+            show_default=False,
+        ),
+    ] = None,
+    compare_with: Annotated[
+        Path | None,
+        typer.Option(
+            "--compare",
+            help="An earlier --json report: per-item rank changes (wins, losses, unchanged) and a sign test.",
+            show_default=False,
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Recall@1/3/5/10 and MRR@10 of retrieval on a dataset, by origin, source and language, with the misses.
@@ -245,9 +335,7 @@ def eval_retrieval(
     from cairo_coder.evaluation import CHUNKS_PER_QUERY, DatasetError, compare, evaluate, load_dataset, load_report
 
     settings = _settings()
-    chosen_mode = mode or settings.search.mode
-    if chosen_mode not in ("hybrid", "dense", "lexical"):
-        _fail(f"--mode must be hybrid, dense or lexical, not {chosen_mode!r}", 2)
+    chosen_mode = mode.value if mode else settings.search.mode
     if agent is not None and agent not in settings.agents:
         _fail(f"unknown agent {agent!r}; known agents: {', '.join(sorted(settings.agents))}", 2)
     earlier = None
@@ -262,10 +350,11 @@ def eval_retrieval(
         store = await _open_store(settings)
         try:
             if agent is None:
+
                 async def search_fn(query: str) -> Any:
                     return await store.search(query, CHUNKS_PER_QUERY, None, chosen_mode)
             else:
-                search_fn = _agent_retrieval(settings, store, agent, mode)
+                search_fn = _agent_retrieval(settings, store, agent, mode.value if mode else "")
             return await evaluate(items, search_fn, k)
         finally:
             await store.close()
@@ -287,8 +376,11 @@ def eval_retrieval(
     rows += [(f"source={s}", m) for s, m in report.by_source().items()]
     rows += [(f"language={lang}", m) for lang, m in report.by_language().items()]
     for name, m in rows:
-        table.add_row(name, str(int(m["n"])), *(f"{m[c]:.3f}" for c in ("recall@1", "recall@3", "recall@5",
-                                                                          "recall@10", "MRR@10")))
+        table.add_row(
+            name,
+            str(int(m["n"])),
+            *(f"{m[c]:.3f}" for c in ("recall@1", "recall@3", "recall@5", "recall@10", "MRR@10")),
+        )
     out.print(table)
     if comparison is not None:
         _print_comparison(comparison)
@@ -299,8 +391,11 @@ def eval_retrieval(
             query = " ".join(r.item.query.split())[:90]
             wanted = ", ".join(f"{p.source}/{p.path}" for p in r.item.relevant)
             got = ", ".join(f"{p.source}/{p.path}" for p in r.ranked[:3])
-            out.print(f"  {r.item.id} (rank {r.rank or '-'}) {query}\n    wanted: {wanted}\n    got: {got}",
-                      highlight=False, markup=False)
+            out.print(
+                f"  {r.item.id} (rank {r.rank or '-'}) {query}\n    wanted: {wanted}\n    got: {got}",
+                highlight=False,
+                markup=False,
+            )
 
 
 def _agent_retrieval(settings: Settings, store: Any, agent_id: str, mode: str) -> Any:
@@ -315,9 +410,11 @@ def _agent_retrieval(settings: Settings, store: Any, agent_id: str, mode: str) -
     if mode:
         pipeline.search = pipeline.search.model_copy(update={"mode": mode})
     if not factory.router.is_configured(pipeline.agent, "query_processing"):
-        raise LLMNotConfiguredError(f"eval retrieval --agent {agent_id} runs the agent's query processing, which "
-                                    f"needs a language model: {NOT_CONFIGURED_HINT}. Without one, leave out "
-                                    "--agent to measure the search of the raw question.")
+        raise LLMNotConfiguredError(
+            f"eval retrieval --agent {agent_id} runs the agent's query processing, which "
+            f"needs a language model: {NOT_CONFIGURED_HINT}. Without one, leave out "
+            "--agent to measure the search of the raw question."
+        )
 
     async def search_fn(query: str) -> Any:
         _, documents = await pipeline.retrieve(query)
@@ -328,16 +425,25 @@ def _agent_retrieval(settings: Settings, store: Any, agent_id: str, mode: str) -
 
 def _print_comparison(comparison: Comparison) -> None:
     before, after = comparison.metrics_before, comparison.metrics_after
-    out.print(f"[bold]Against the earlier report[/] ({len(comparison.wins)} wins, {len(comparison.losses)} losses, "
-              f"{comparison.unchanged} unchanged; sign test p = {comparison.p_value})", highlight=False)
+    out.print(
+        f"[bold]Against the earlier report[/] ({len(comparison.wins)} wins, {len(comparison.losses)} losses, "
+        f"{comparison.unchanged} unchanged; sign test p = {comparison.p_value})",
+        highlight=False,
+    )
     out.print("  " + "  ".join(f"{name} {before[name]:.3f} -> {after[name]:.3f}" for name in after), highlight=False)
     for label, changes in (("wins", comparison.wins), ("losses", comparison.losses)):
         if changes:
-            out.print(f"  {label}: " + ", ".join(f"{c.id} {c.before or '-'}->{c.after or '-'}" for c in changes),
-                      highlight=False, soft_wrap=True)
+            out.print(
+                f"  {label}: " + ", ".join(f"{c.id} {c.before or '-'}->{c.after or '-'}" for c in changes),
+                highlight=False,
+                soft_wrap=True,
+            )
     if comparison.only_before or comparison.only_after:
-        out.print(f"  items in one report only: {len(comparison.only_before)} earlier, {len(comparison.only_after)} "
-                  "now (left out of the comparison)", highlight=False)
+        out.print(
+            f"  items in one report only: {len(comparison.only_before)} earlier, {len(comparison.only_after)} "
+            "now (left out of the comparison)",
+            highlight=False,
+        )
 
 
 # ------------------------------------------------------------------------------------------------ db
@@ -345,7 +451,10 @@ def _print_comparison(comparison: Comparison) -> None:
 
 @db_app.command("status")
 def db_status(json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Server, schema version, embedder and chunks per source."""
+    """Server, schema version, embedder and chunks per source.
+
+    Example: cairo-coder db status --json
+    """
     settings = _settings()
 
     async def run() -> dict[str, Any]:
@@ -363,12 +472,17 @@ def db_status(json_output: Annotated[bool, typer.Option("--json", help="Print JS
     out.print(f"server:          {status['server']} ({status['database']}: {status['location']})", highlight=False)
     out.print(f"schema version:  {status['schema_version']}")
     emb = status["embedder"]
-    out.print(f"embedder:        {emb['id']} ({emb['dimensions']} dimensions)" if emb else
-              "embedder:        none bound yet (nothing indexed)", highlight=False)
+    out.print(
+        f"embedder:        {emb['id']} ({emb['dimensions']} dimensions)"
+        if emb
+        else "embedder:        none bound yet (nothing indexed)",
+        highlight=False,
+    )
     table = Table()
     for column in ("source", "pages", "chunks", "commit", "indexed at"):
         table.add_column(column)
     for name, info in status["sources"].items():
-        table.add_row(name, str(info["pages"]), str(info["chunks"]), (info["commit"] or "-")[:12],
-                      info["indexed_at"] or "-")
+        table.add_row(
+            name, str(info["pages"]), str(info["chunks"]), (info["commit"] or "-")[:12], info["indexed_at"] or "-"
+        )
     out.print(table)

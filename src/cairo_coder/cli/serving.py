@@ -28,30 +28,44 @@ async def _ingest_if_empty(settings: Settings) -> None:
     reports = await _ingest(settings, None, None, False, False)
     _print_summary(reports)
     if not any(r.pages for r in reports):
-        err.print("[yellow]No documentation could be ingested; the server starts, but answers will have no "
-                  "sources. Set CAIRO_CODER_CORPUS to a local snapshot or go online, then run "
-                  "`cairo-coder ingest`.[/]", highlight=False)
+        err.print(
+            "[yellow]No documentation could be ingested; the server starts, but answers will have no "
+            "sources. Set CAIRO_CODER_CORPUS to a local snapshot or go online, then run "
+            "`cairo-coder ingest`.[/]",
+            highlight=False,
+        )
 
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Interface to listen on (default: server.host, 127.0.0.1).",
-                                             show_default=False)] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to listen on (default: server.host, 127.0.0.1).", show_default=False)
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: server.port, 3001).", show_default=False)] = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (default: server.workers, 1).",
-                                                show_default=False)] = None,
-    ingest: Annotated[bool, typer.Option("--ingest/--no-ingest", help="Ingest the documentation first when the "
-                                         "store is empty (server.ingest_on_start).")] = True,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default: server.workers, 1).", show_default=False)
+    ] = None,
+    ingest: Annotated[
+        bool,
+        typer.Option(
+            "--ingest/--no-ingest",
+            help="Ingest the documentation first when the store is empty (server.ingest_on_start).",
+        ),
+    ] = True,
 ) -> None:
     """Run the API server: OpenAI-compatible chat completions, the agent process interface, MCP at /mcp.
 
     With no options it runs on embedded defaults: an embedded PostgreSQL, local embeddings, and the
     documentation ingested on first start. Answers need an LLM (e.g. CAIRO_CODER_MODEL and its API key);
-    search, MCP mode and the MCP tools work without one. API docs: http://HOST:PORT/docs
+    search, MCP mode and the MCP tools work without one. API docs: http://HOST:PORT/docs. Examples:
+
+      cairo-coder serve
+      CAIRO_CODER_MODEL=openai/gpt-4o-mini OPENAI_API_KEY=sk-... cairo-coder serve --host 0.0.0.0 --workers 2
     """
     settings = _settings()
-    server = settings.server.model_copy(update={k: v for k, v in (("host", host), ("port", port),
-                                                                   ("workers", workers)) if v is not None})
+    server = settings.server.model_copy(
+        update={k: v for k, v in (("host", host), ("port", port), ("workers", workers)) if v is not None}
+    )
     settings = settings.model_copy(update={"server": server})
     if ingest and settings.server.ingest_on_start:
         _run(lambda: _ingest_if_empty(settings))
@@ -60,12 +74,18 @@ def serve(
     from cairo_coder.server.protocol import HeaderTimeoutProtocol
 
     options: dict[str, Any] = {
-        "host": server.host, "port": server.port, "ws_max_size": server.max_body_bytes,
-        "log_level": "info", "timeout_graceful_shutdown": 30, "proxy_headers": True,
+        "host": server.host,
+        "port": server.port,
+        "ws_max_size": server.max_body_bytes,
+        "log_level": "info",
+        "timeout_graceful_shutdown": 30,
+        "proxy_headers": True,
         "http": HeaderTimeoutProtocol,  # half-sent requests are closed after server.read_timeout
     }
-    err.print(f"[bold]cairo-coder[/] serving on http://{server.host}:{server.port} (API docs at /docs, MCP at "
-              f"/mcp)", highlight=False)
+    err.print(
+        f"[bold]cairo-coder[/] serving on http://{server.host}:{server.port} (API docs at /docs, MCP at /mcp)",
+        highlight=False,
+    )
     if server.workers == 1:
         from cairo_coder.server import create_app
 

@@ -29,8 +29,16 @@ ITEM_RE = re.compile(
 GENERATED_TRAIT_RE = re.compile(r"\bof\s+(?P<trait>[A-Za-z_]\w*)")
 STRING_RE = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'')
 MAX_DEFINITION_LINES = 60
-KIND_NAMES = {"fn": "Function", "struct": "Struct", "enum": "Enum", "trait": "Trait", "impl": "Impl",
-              "const": "Constant", "type": "Type alias", "mod": "Module"}
+KIND_NAMES = {
+    "fn": "Function",
+    "struct": "Struct",
+    "enum": "Enum",
+    "trait": "Trait",
+    "impl": "Impl",
+    "const": "Constant",
+    "type": "Type alias",
+    "mod": "Module",
+}
 
 
 @dataclass
@@ -62,8 +70,11 @@ class Item:
             if self.kind in ("impl", "mod") or not self.doc:
                 return []  # an impl is never what a question describes; a module's docs are its page
             return [f"{humanize(self.name)}: {summary_words(self.doc)}"]
-        return [f"{humanize(m.name)} ({humanize(self.name)}): {summary_words(m.doc)}"
-                for m in self.methods if m.name in method_names and m.doc]
+        return [
+            f"{humanize(m.name)} ({humanize(self.name)}): {summary_words(m.doc)}"
+            for m in self.methods
+            if m.name in method_names and m.doc
+        ]
 
     def markdown(self) -> str:
         parent = self.path.rsplit("::", 1)[0] if "::" in self.path else ""
@@ -77,13 +88,25 @@ class Item:
             lines += ["", "## Items", ""]
             lines += [f"- {KIND_NAMES[k].lower()} `{n}`" + (f": {s}" if s else "") for k, n, s in self.items]
         if self.implements:
-            lines += ["", f"Implements `{self.implements}`; its methods are documented on "
-                          f"`{parent}::{self.implements}`." if parent else ""]
+            lines += [
+                "",
+                f"Implements `{self.implements}`; its methods are documented on `{parent}::{self.implements}`."
+                if parent
+                else "",
+            ]
         if self.methods:
             lines += ["", "## Methods" if self.kind in ("trait", "impl") else "## Members"]
             for method in self.methods:
-                lines += ["", f"### {method.name}", "", f"Method `{self.name}::{method.name}`.", "", "```cairo",
-                          method.signature, "```"]
+                lines += [
+                    "",
+                    f"### {method.name}",
+                    "",
+                    f"Method `{self.name}::{method.name}`.",
+                    "",
+                    "```cairo",
+                    method.signature,
+                    "```",
+                ]
                 if method.doc:
                     lines += ["", method.doc]
         return "\n".join(lines).strip() + "\n"

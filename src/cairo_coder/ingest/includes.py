@@ -161,14 +161,26 @@ def _between(body: str, start: re.Pattern[str], end: re.Pattern[str], what: str,
 
 def _anchored(body: str, anchor: str, target: str) -> list[str]:
     name = re.escape(anchor)
-    return _dedent(_between(body, re.compile(rf"ANCHOR:\s*{name}\b"), re.compile(rf"ANCHOR_END:\s*{name}\b"),
-                            f"anchor {anchor!r}", target))
+    return _dedent(
+        _between(
+            body,
+            re.compile(rf"ANCHOR:\s*{name}\b"),
+            re.compile(rf"ANCHOR_END:\s*{name}\b"),
+            f"anchor {anchor!r}",
+            target,
+        )
+    )
 
 
 def _select_region(body: str, region: str, target: str) -> str:
     name = re.escape(region)
-    lines = _between(body, re.compile(rf"\[!region\s+{name}\]"), re.compile(rf"\[!endregion\s+{name}\]"),
-                     f"region {region!r}", target)
+    lines = _between(
+        body,
+        re.compile(rf"\[!region\s+{name}\]"),
+        re.compile(rf"\[!endregion\s+{name}\]"),
+        f"region {region!r}",
+        target,
+    )
     return "\n".join(_dedent(lines))
 
 
@@ -183,8 +195,7 @@ def _parse_adoc_attrs(raw: str) -> dict[str, str]:
 
 def _select_adoc_tag(body: str, tag: str, target: str) -> str:
     name = re.escape(tag)
-    lines = _between(body, re.compile(rf"tag::{name}\[\]"), re.compile(rf"end::{name}\[\]"), f"tag {tag!r}",
-                     target)
+    lines = _between(body, re.compile(rf"tag::{name}\[\]"), re.compile(rf"end::{name}\[\]"), f"tag {tag!r}", target)
     return "\n".join(lines)
 
 

@@ -152,8 +152,7 @@ class Ingester:
         report.seconds = time.perf_counter() - started
         return report
 
-    async def _ingest_tree(self, source: SourceConfig, tree: SourceTree, report: SourceReport,
-                           writer: _Writer) -> None:
+    async def _ingest_tree(self, source: SourceConfig, tree: SourceTree, report: SourceReport, writer: _Writer) -> None:
         stored = await self.store.page_hashes(source.id)
         files = discover(tree.root, source)
         seen: set[str] = set()

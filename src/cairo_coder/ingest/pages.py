@@ -75,9 +75,16 @@ def _hash(*parts: str) -> str:
     return digest.hexdigest()
 
 
-def _record(chunk: Chunk, page_title: str, url: str, source: SourceConfig, symbols: list[str],
-            metadata: dict[str, str], title_field: str | None = None, summaries: list[str] | None = None
-            ) -> ChunkRecord:
+def _record(
+    chunk: Chunk,
+    page_title: str,
+    url: str,
+    source: SourceConfig,
+    symbols: list[str],
+    metadata: dict[str, str],
+    title_field: str | None = None,
+    summaries: list[str] | None = None,
+) -> ChunkRecord:
     if title_field is None:
         title_field = " ".join([*chunk.trail, *(chunk.headings or [])])
     body_terms = lexical.tokenize(chunk.content)
@@ -115,15 +122,24 @@ def embedding_text(record: ChunkRecord) -> str:
     return _embedded_text(record.title, record.section, record.content)
 
 
-def _finish(path: str, title: str, url: str, records: list[ChunkRecord], warnings: list[str],
-            embedder_id: str) -> PageRecord:
-    page_hash = _hash(INDEX_VERSION, str(TITLE_WEIGHT), embedder_id, path, title, url,
-                      *(f"{r.url}\x01{r.content_hash}\x01{','.join(r.symbols)}" for r in records))
+def _finish(
+    path: str, title: str, url: str, records: list[ChunkRecord], warnings: list[str], embedder_id: str
+) -> PageRecord:
+    page_hash = _hash(
+        INDEX_VERSION,
+        str(TITLE_WEIGHT),
+        embedder_id,
+        path,
+        title,
+        url,
+        *(f"{r.url}\x01{r.content_hash}\x01{','.join(r.symbols)}" for r in records),
+    )
     return PageRecord(path, title, url, records, page_hash, warnings)
 
 
-def read_page(root: Path, rel: str, source: SourceConfig, resolver: IncludeResolver,
-              ingest: IngestSettings, embedder_id: str) -> PageRecord:
+def read_page(
+    root: Path, rel: str, source: SourceConfig, resolver: IncludeResolver, ingest: IngestSettings, embedder_id: str
+) -> PageRecord:
     """Read one documentation page into chunk records. Raises BadPageError for a page that cannot be read."""
     try:
         raw = (root / rel).read_text(encoding="utf-8")
@@ -161,8 +177,9 @@ class _LenientResolver(IncludeResolver):
             return ""
 
 
-def read_corelib_file(root: Path, rel: str, source: SourceConfig, ingest: IngestSettings,
-                      embedder_id: str) -> Iterator[PageRecord]:
+def read_corelib_file(
+    root: Path, rel: str, source: SourceConfig, ingest: IngestSettings, embedder_id: str
+) -> Iterator[PageRecord]:
     """One page per public item of a core library source file."""
     try:
         raw = (root / rel).read_text(encoding="utf-8")
@@ -183,6 +200,16 @@ def read_corelib_file(root: Path, rel: str, source: SourceConfig, ingest: Ingest
             # The weighted title field is the item's own name (and method), not its module path: generic
             # module words (core, starknet, storage) would otherwise outweigh the guides for every question.
             title_field = " ".join([item.name, *chunk.trail[2:], *(chunk.headings or [])])
-            records.append(_record(chunk, item.path, url, source, sorted(set(symbols)),
-                                   {"kind": item.kind, "file": rel}, title_field, summaries))
+            records.append(
+                _record(
+                    chunk,
+                    item.path,
+                    url,
+                    source,
+                    sorted(set(symbols)),
+                    {"kind": item.kind, "file": rel},
+                    title_field,
+                    summaries,
+                )
+            )
         yield _finish(item.path, item.path, url, records, [], embedder_id)

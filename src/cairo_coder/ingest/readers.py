@@ -90,8 +90,12 @@ def fenced_lines(text: str) -> Iterator[tuple[str, int | None]]:
                 yield line, None
             continue
         yield line, block
-        if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence) and \
-                not line.strip()[len(match.group(1)):].strip():
+        if (
+            match
+            and match.group(1)[0] == fence[0]
+            and len(match.group(1)) >= len(fence)
+            and not line.strip()[len(match.group(1)) :].strip()
+        ):
             fence = None
 
 

@@ -99,34 +99,47 @@ ScarbQuerySignature = QuerySignature.with_instructions(SCARB_INSTRUCTIONS)
 
 
 def _demo(query: str, queries: list[str], resources: list[str], history: str = NO_HISTORY) -> dspy.Example:
-    return dspy.Example(chat_history=history, query=query, search_queries=queries,
-                        resources=resources).with_inputs("chat_history", "query")
+    return dspy.Example(chat_history=history, query=query, search_queries=queries, resources=resources).with_inputs(
+        "chat_history", "query"
+    )
 
 
 CAIRO_DEMOS = [
-    _demo("How do I store a mapping from addresses to balances in my contract?",
-          ["storage Map ContractAddress", "storage mappings read write", "StorageMapReadAccess entry"],
-          ["cairo_book", "corelib_docs"]),
-    _demo("How can I test that only the owner can call mint?",
-          ["snforge start_cheat_caller_address", "should_panic expected error test", "Ownable assert_only_owner"],
-          ["starknet_foundry", "openzeppelin_docs", "cairo_book"]),
-    _demo("Create an ERC20 token with a capped supply",
-          ["ERC20Component embed in contract", "ERC20 mint internal function", "ERC20 hooks"],
-          ["openzeppelin_docs", "cairo_by_example"]),
-    _demo("And how do I remove an element from it?",
-          ["Felt252Dict remove entry", "Felt252Dict squash", "dictionary entry finalize"],
-          ["corelib_docs", "cairo_book"],
-          history="user: How do I use a dictionary in Cairo?\nassistant: Use Felt252Dict<T> ..."),
+    _demo(
+        "How do I store a mapping from addresses to balances in my contract?",
+        ["storage Map ContractAddress", "storage mappings read write", "StorageMapReadAccess entry"],
+        ["cairo_book", "corelib_docs"],
+    ),
+    _demo(
+        "How can I test that only the owner can call mint?",
+        ["snforge start_cheat_caller_address", "should_panic expected error test", "Ownable assert_only_owner"],
+        ["starknet_foundry", "openzeppelin_docs", "cairo_book"],
+    ),
+    _demo(
+        "Create an ERC20 token with a capped supply",
+        ["ERC20Component embed in contract", "ERC20 mint internal function", "ERC20 hooks"],
+        ["openzeppelin_docs", "cairo_by_example"],
+    ),
+    _demo(
+        "And how do I remove an element from it?",
+        ["Felt252Dict remove entry", "Felt252Dict squash", "dictionary entry finalize"],
+        ["corelib_docs", "cairo_book"],
+        history="user: How do I use a dictionary in Cairo?\nassistant: Use Felt252Dict<T> ...",
+    ),
     _demo("What's the best pizza in Naples?", [], []),
 ]
 
 SCARB_DEMOS = [
-    _demo("How do I add OpenZeppelin as a dependency?",
-          ["scarb add dependency git tag", "[dependencies] Scarb.toml", "registry dependencies version"],
-          ["scarb_docs"]),
-    _demo("scarb build fails with 'failed to resolve dependencies'",
-          ["dependency resolution error", "Scarb.lock lockfile", "[dependencies] version requirements"],
-          ["scarb_docs"]),
+    _demo(
+        "How do I add OpenZeppelin as a dependency?",
+        ["scarb add dependency git tag", "[dependencies] Scarb.toml", "registry dependencies version"],
+        ["scarb_docs"],
+    ),
+    _demo(
+        "scarb build fails with 'failed to resolve dependencies'",
+        ["dependency resolution error", "Scarb.lock lockfile", "[dependencies] version requirements"],
+        ["scarb_docs"],
+    ),
 ]
 
 
@@ -137,31 +150,41 @@ class QueryProcessorProgram(dspy.Module):
     of the agent's sources (a retrieval restricted to nothing would answer from nothing).
     """
 
-    def __init__(self, signature: type[dspy.Signature] = CairoQuerySignature,
-                 demos: Sequence[dspy.Example] = CAIRO_DEMOS, max_queries: int = 5) -> None:
+    def __init__(
+        self,
+        signature: type[dspy.Signature] = CairoQuerySignature,
+        demos: Sequence[dspy.Example] = CAIRO_DEMOS,
+        max_queries: int = 5,
+    ) -> None:
         super().__init__()
         self.predict = dspy.Predict(signature)
         self.predict.demos = list(demos)
         self.max_queries = max_queries
 
-    def forward(self, query: str, chat_history: str = "",
-                allowed: Sequence[DocumentSource] | None = None) -> dspy.Prediction:
+    def forward(
+        self, query: str, chat_history: str = "", allowed: Sequence[DocumentSource] | None = None
+    ) -> dspy.Prediction:
         out = self.predict(query=query, chat_history=chat_history or NO_HISTORY)
         return self._result(query, out, allowed)
 
-    async def aforward(self, query: str, chat_history: str = "",
-                       allowed: Sequence[DocumentSource] | None = None) -> dspy.Prediction:
+    async def aforward(
+        self, query: str, chat_history: str = "", allowed: Sequence[DocumentSource] | None = None
+    ) -> dspy.Prediction:
         out = await self.predict.acall(query=query, chat_history=chat_history or NO_HISTORY)
         return self._result(query, out, allowed)
 
     def _result(self, query: str, out: Any, allowed: Sequence[DocumentSource] | None) -> dspy.Prediction:
         processed = build_processed_query(query, out.search_queries, out.resources, allowed, self.max_queries)
-        return dspy.Prediction(processed_query=processed, search_queries=processed.search_queries,
-                               resources=[r.value for r in processed.resources])
+        return dspy.Prediction(
+            processed_query=processed,
+            search_queries=processed.search_queries,
+            resources=[r.value for r in processed.resources],
+        )
 
 
-def build_processed_query(query: str, search_queries: Any, resources: Any,
-                          allowed: Sequence[DocumentSource] | None, max_queries: int = 5) -> ProcessedQuery:
+def build_processed_query(
+    query: str, search_queries: Any, resources: Any, allowed: Sequence[DocumentSource] | None, max_queries: int = 5
+) -> ProcessedQuery:
     allowed_list = list(allowed) if allowed is not None else list(DocumentSource)
     queries: list[str] = []
     seen: set[str] = set()
@@ -177,8 +200,13 @@ def build_processed_query(query: str, search_queries: Any, resources: Any,
         if source is not None and source in allowed_list and source not in picked:
             picked.append(source)
     texts = [query, *queries]
-    return ProcessedQuery(original=query, search_queries=queries[:max_queries], resources=picked or allowed_list,
-                          is_contract_related=is_contract_related(texts), is_test_related=is_test_related(texts))
+    return ProcessedQuery(
+        original=query,
+        search_queries=queries[:max_queries],
+        resources=picked or allowed_list,
+        is_contract_related=is_contract_related(texts),
+        is_test_related=is_test_related(texts),
+    )
 
 
 def raw_processed_query(query: str, allowed: Sequence[DocumentSource]) -> ProcessedQuery:

@@ -49,8 +49,9 @@ class RetrievalJudge(dspy.Module):
         scores = [float(s) for s in out.scores] if isinstance(out.scores, list) else []
         if len(scores) != len(candidates):
             # A malformed verdict must not silently empty the context: keep everything, say so in the log.
-            logger.warning("retrieval judge returned %d scores for %d documents; keeping all",
-                           len(scores), len(candidates))
+            logger.warning(
+                "retrieval judge returned %d scores for %d documents; keeping all", len(scores), len(candidates)
+            )
             return dspy.Prediction(documents=list(candidates), scores=scores)
         kept = [c for c, score in zip(candidates, scores, strict=True) if score >= threshold]
         return dspy.Prediction(documents=kept, scores=scores)
@@ -73,8 +74,9 @@ class DocumentRetrieverProgram(dspy.Module):
     count apply last. Ties break on chunk id, so the order is deterministic.
     """
 
-    def __init__(self, store: DocumentStore, embedder: Embedder, *, candidates_per_query: int = 10,
-                 max_search_queries: int = 5) -> None:
+    def __init__(
+        self, store: DocumentStore, embedder: Embedder, *, candidates_per_query: int = 10, max_search_queries: int = 5
+    ) -> None:
         super().__init__()
         self.store = store
         self.embedder = embedder
@@ -92,8 +94,9 @@ class DocumentRetrieverProgram(dspy.Module):
                 queries.append(text)
         return queries
 
-    async def aforward(self, processed: ProcessedQuery, config: RagSearchConfig,
-                       judge_threshold: float | None = None) -> dspy.Prediction:
+    async def aforward(
+        self, processed: ProcessedQuery, config: RagSearchConfig, judge_threshold: float | None = None
+    ) -> dspy.Prediction:
         allowed = list(config.sources)
         sources = [s for s in processed.resources if s in allowed] or allowed
         queries = self.queries_for(processed)
@@ -104,18 +107,29 @@ class DocumentRetrieverProgram(dspy.Module):
         # Every source is the same as no filter, and the unfiltered plan is the cheaper one.
         source_ids = None if set(sources) == set(DocumentSource) else [s.value for s in sources]
         # Every search reports its results' similarity to the question itself: that is what they are reranked by.
-        rankings = await asyncio.gather(*(
-            self.store.search(q, k=self.candidates_per_query, sources=source_ids, mode=config.mode,
-                              query_vector=v, similarity_to=vectors[0])
-            for q, v in zip(queries, vectors, strict=True)
-        ))
+        rankings = await asyncio.gather(
+            *(
+                self.store.search(
+                    q,
+                    k=self.candidates_per_query,
+                    sources=source_ids,
+                    mode=config.mode,
+                    query_vector=v,
+                    similarity_to=vectors[0],
+                )
+                for q, v in zip(queries, vectors, strict=True)
+            )
+        )
         merged = _merge(rankings)
         ranked = rank.reciprocal_rank_fusion(
-            [([(r.chunk_id, r.score) for r in ranking], ORIGINAL_QUERY_WEIGHT if i == 0 else 1.0)
-             for i, ranking in enumerate(rankings)], RANK_FUSION_K)
+            [
+                ([(r.chunk_id, r.score) for r in ranking], ORIGINAL_QUERY_WEIGHT if i == 0 else 1.0)
+                for i, ranking in enumerate(rankings)
+            ],
+            RANK_FUSION_K,
+        )
         if use_vectors and vectors[0] is not None:
-            ranked = [(cid, score) for cid, score in ranked
-                      if _similarity(merged[cid]) >= config.similarity_threshold]
+            ranked = [(cid, score) for cid, score in ranked if _similarity(merged[cid]) >= config.similarity_threshold]
         documents = [merged[cid].model_copy(update={"score": score}) for cid, score in ranked]
         judged_out = 0
         if judge_threshold is not None and documents:
@@ -123,11 +137,13 @@ class DocumentRetrieverProgram(dspy.Module):
             verdict = await self.judge.aforward(processed.original, candidates, judge_threshold)
             judged_out = len(candidates) - len(verdict.documents)
             documents = list(verdict.documents)
-        return dspy.Prediction(documents=documents[: config.max_source_count], queries=queries,
-                               sources=sources, judged_out=judged_out)
+        return dspy.Prediction(
+            documents=documents[: config.max_source_count], queries=queries, sources=sources, judged_out=judged_out
+        )
 
-    def forward(self, processed: ProcessedQuery, config: RagSearchConfig,
-                judge_threshold: float | None = None) -> dspy.Prediction:
+    def forward(
+        self, processed: ProcessedQuery, config: RagSearchConfig, judge_threshold: float | None = None
+    ) -> dspy.Prediction:
         from dspy.utils.syncify import run_async
 
         result: dspy.Prediction = run_async(self.aforward(processed, config, judge_threshold))
@@ -146,4 +162,3 @@ def _merge(rankings: Sequence[Sequence[SearchResult]]) -> dict[str, SearchResult
         for result in ranking:
             merged.setdefault(result.chunk_id, result)
     return merged
-

@@ -40,8 +40,10 @@ class Question:
     def __post_init__(self) -> None:
         # Client text is made storable and encodable once, here, for every transport (see sanitize.py).
         self.query = clean_text(self.query)
-        self.history = [m if clean_text(m.content) == m.content else m.model_copy(
-            update={"content": clean_text(m.content)}) for m in self.history]
+        self.history = [
+            m if clean_text(m.content) == m.content else m.model_copy(update={"content": clean_text(m.content)})
+            for m in self.history
+        ]
         if self.conversation_id is not None:
             self.conversation_id = clean_text(self.conversation_id)
 
@@ -90,20 +92,29 @@ async def answer_events(services: Services, question: Question) -> AsyncIterator
     started = time.perf_counter()
     seen = Answer()
     try:
-        async for event in pipeline.stream(question.query, question.history, mcp_mode=question.mcp_mode,
-                                           options=question.options):
+        async for event in pipeline.stream(
+            question.query, question.history, mcp_mode=question.mcp_mode, options=question.options
+        ):
             seen.add(event)
             yield event
     finally:
         if services.insights is not None:
-            services.insights.record(InsightEntry(
-                agent_id=question.agent_id, query=question.query,
-                chat_history=[m.model_dump(mode="json") for m in question.history],
-                answer="".join(seen.parts) or None, sources=seen.sources, usage=seen.usage,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                conversation_id=question.conversation_id, user_hash=question.user_hash,
-                mcp_mode=question.mcp_mode, status=seen.status,
-                error=str(seen.error.get("message")) if seen.error else None))
+            services.insights.record(
+                InsightEntry(
+                    agent_id=question.agent_id,
+                    query=question.query,
+                    chat_history=[m.model_dump(mode="json") for m in question.history],
+                    answer="".join(seen.parts) or None,
+                    sources=seen.sources,
+                    usage=seen.usage,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    conversation_id=question.conversation_id,
+                    user_hash=question.user_hash,
+                    mcp_mode=question.mcp_mode,
+                    status=seen.status,
+                    error=str(seen.error.get("message")) if seen.error else None,
+                )
+            )
 
 
 async def answer(services: Services, question: Question) -> Answer:
@@ -123,11 +134,21 @@ def check_limits(services: Services, texts: list[tuple[str, str]], param: str) -
     names the offending one; ``param`` names the list as a whole.
     """
     limits = services.settings.server
-    reject_if(len(texts) > limits.max_messages, 422, f"too many messages: {len(texts)} (limit "
-              f"{limits.max_messages})", "too_many_messages", param)
+    reject_if(
+        len(texts) > limits.max_messages,
+        422,
+        f"too many messages: {len(texts)} (limit {limits.max_messages})",
+        "too_many_messages",
+        param,
+    )
     for name, text in texts:
-        reject_if(len(text) > limits.max_message_chars, 422, f"{name} is {len(text)} characters long "
-                  f"(limit {limits.max_message_chars})", "message_too_long", name)
+        reject_if(
+            len(text) > limits.max_message_chars,
+            422,
+            f"{name} is {len(text)} characters long (limit {limits.max_message_chars})",
+            "message_too_long",
+            name,
+        )
 
 
 class ClientDisconnected(Exception):
@@ -165,8 +186,14 @@ class ManagedStream(StreamingResponse):
     """A streaming response that runs ``on_close`` however it ends: finished, failed or client gone (even
     before its generator started, when the generator's own ``finally`` would never run)."""
 
-    def __init__(self, content: AsyncIterator[str], *, on_close: Callable[[], None], media_type: str,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        content: AsyncIterator[str],
+        *,
+        on_close: Callable[[], None],
+        media_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(content, media_type=media_type, headers=headers)
         self._on_close = on_close
         self._closed = False
@@ -180,8 +207,9 @@ class ManagedStream(StreamingResponse):
                 self._on_close()
 
 
-def stream_with_slot(services: Services, body: AsyncIterator[str], media_type: str,
-                     headers: dict[str, str] | None = None) -> ManagedStream:
+def stream_with_slot(
+    services: Services, body: AsyncIterator[str], media_type: str, headers: dict[str, str] | None = None
+) -> ManagedStream:
     """A concurrency slot held for the whole life of a stream (taken now: 429 before any byte is sent)."""
     services.limiter.acquire()
     return ManagedStream(body, on_close=services.limiter.release, media_type=media_type, headers=headers)

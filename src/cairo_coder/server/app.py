@@ -45,8 +45,9 @@ DESCRIPTION = """Cairo and Starknet answers grounded in the official documentati
 """
 
 
-async def open_services(settings: Settings, *, embedder: Embedder | None = None,
-                        environ: Mapping[str, str] | None = None) -> Services:
+async def open_services(
+    settings: Settings, *, embedder: Embedder | None = None, environ: Mapping[str, str] | None = None
+) -> Services:
     """Everything a request needs, opened once. ``embedder``/``environ`` are injectable for tests."""
     embedder = embedder or create_embedder(settings.embeddings, settings.llm)
     store = await DocumentStore.open(settings.database, embedder, settings.search)
@@ -66,9 +67,16 @@ async def open_services(settings: Settings, *, embedder: Embedder | None = None,
     except BaseException:
         await store.close()
         raise
-    return Services(settings=settings, store=store, factory=factory, router=router,
-                    limiter=ConcurrencyLimiter(settings.server.max_concurrent_requests),
-                    suggestions=SuggestionsProgram(), insights=recorder, salt=salt)
+    return Services(
+        settings=settings,
+        store=store,
+        factory=factory,
+        router=router,
+        limiter=ConcurrencyLimiter(settings.server.max_concurrent_requests),
+        suggestions=SuggestionsProgram(),
+        insights=recorder,
+        salt=salt,
+    )
 
 
 async def close_services(services: Services) -> None:
@@ -102,11 +110,15 @@ def mcp_transport_security(server: ServerSettings) -> TransportSecuritySettings 
     """
     if not server.allowed_hosts:
         return None
-    hosts = [pattern for host in (*LOOPBACK_HOSTS, *server.allowed_hosts)
-             for pattern in ((host,) if host.endswith(":*") else (host, f"{host}:*"))]
+    hosts = [
+        pattern
+        for host in (*LOOPBACK_HOSTS, *server.allowed_hosts)
+        for pattern in ((host,) if host.endswith(":*") else (host, f"{host}:*"))
+    ]
     origins = [f"{scheme}://{host}" for host in hosts for scheme in ("http", "https")]
-    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts,
-                                     allowed_origins=origins + list(server.cors_origins))
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins + list(server.cors_origins)
+    )
 
 
 class _MCPEndpoint:
@@ -123,8 +135,15 @@ class _MCPEndpoint:
         if scope.get("method") != "POST":
             # Stateless: no server-initiated stream (GET would hold an SSE stream open forever) and no session
             # to delete. The MCP spec's answer for both is 405.
-            await send_error(send, APIError(405, "the MCP endpoint is stateless: send JSON-RPC with POST",
-                                            code="method_not_allowed", headers={"allow": "POST"}))
+            await send_error(
+                send,
+                APIError(
+                    405,
+                    "the MCP endpoint is stateless: send JSON-RPC with POST",
+                    code="method_not_allowed",
+                    headers={"allow": "POST"},
+                ),
+            )
             return
         # Read the body here (within the size limit and read timeout of BodySizeLimit), so that an oversize or
         # stalled body gets our JSON error rather than the SDK's plain text.
@@ -153,8 +172,9 @@ class _MCPEndpoint:
         await mcp_app({**scope, "path": "/mcp"}, replay, send)
 
 
-def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None,
-               environ: Mapping[str, str] | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, embedder: Embedder | None = None, environ: Mapping[str, str] | None = None
+) -> FastAPI:
     """The API server. ``settings`` default to the layered configuration (cairo-coder.toml + environment)."""
     settings = settings or load_settings()
 
@@ -164,9 +184,13 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
         try:
             mcp_server = build_mcp_server(lambda: services)
             app.state.mcp_app = mcp_server.streamable_http_app(
-                streamable_http_path="/mcp", stateless_http=True, json_response=True, host=settings.server.host,
+                streamable_http_path="/mcp",
+                stateless_http=True,
+                json_response=True,
+                host=settings.server.host,
                 max_request_body_size=settings.server.max_body_bytes,
-                transport_security=mcp_transport_security(settings.server))
+                transport_security=mcp_transport_security(settings.server),
+            )
             async with mcp_server.session_manager.run():
                 app.state.services = services
                 warming = asyncio.create_task(warm_up(services), name="warm-up")
@@ -195,8 +219,13 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     app.add_middleware(ErrorBoundary)
     app.add_middleware(APIKeyAuth, keys=server.api_keys, admin_key=server.admin_key)
     if server.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=server.cors_origins, allow_methods=["*"],
-                           allow_headers=["*"], expose_headers=["mcp-session-id"])
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=server.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["mcp-session-id"],
+        )
     app.add_middleware(HostOriginGuard, server=server)
     return app
 

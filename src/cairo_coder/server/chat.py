@@ -36,9 +36,12 @@ from cairo_coder.server.state import Services, services_dependency
 router = APIRouter(tags=["chat"])
 ERRORS = error_responses(400, 401, 404, 413, 422, 429, 500, 503)
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
-STREAM_DOC: dict[int | str, dict[str, Any]] = {200: {
-    "content": {"application/json": {}, "text/event-stream": {"schema": {"type": "string"}}},
-    "description": "A chat.completion, or with stream=true an SSE stream of chat.completion.chunk"}}
+STREAM_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"application/json": {}, "text/event-stream": {"schema": {"type": "string"}}},
+        "description": "A chat.completion, or with stream=true an SSE stream of chat.completion.chunk",
+    }
+}
 
 
 def mcp_flag(x_mcp_mode: str | None, mcp: str | None) -> bool:
@@ -51,25 +54,37 @@ def mcp_flag(x_mcp_mode: str | None, mcp: str | None) -> bool:
     return False
 
 
-def build_question(services: Services, body: ChatCompletionRequest, agent_id: str, request: Request,
-                   mcp_mode: bool) -> Question:
+def build_question(
+    services: Services, body: ChatCompletionRequest, agent_id: str, request: Request, mcp_mode: bool
+) -> Question:
     messages = body.messages
     check_limits(services, [(f"messages.{i}.content", m.text()) for i, m in enumerate(messages)], "messages")
     last = messages[-1]
-    reject_if(last.role != "user", 422, "the last message must be the user's question (role 'user')",
-              "last_message_not_user", f"messages.{len(messages) - 1}.role")
+    reject_if(
+        last.role != "user",
+        422,
+        "the last message must be the user's question (role 'user')",
+        "last_message_not_user",
+        f"messages.{len(messages) - 1}.role",
+    )
     query = last.text().strip()
     reject_if(not query, 422, "the user's question is empty", "empty_question", f"messages.{len(messages) - 1}")
-    history = [m.to_message() for m in messages[:-1]][-services.settings.pipeline.max_history:]
+    history = [m.to_message() for m in messages[:-1]][-services.settings.pipeline.max_history :]
     max_tokens = body.max_completion_tokens or body.max_tokens
-    return Question(agent_id=agent_id, query=query, history=history, mcp_mode=mcp_mode,
-                    options=GenerationOptions(temperature=body.temperature, max_tokens=max_tokens),
-                    conversation_id=request.headers.get("x-conversation-id"),
-                    user_hash=services.user_hash(request.headers))
+    return Question(
+        agent_id=agent_id,
+        query=query,
+        history=history,
+        mcp_mode=mcp_mode,
+        options=GenerationOptions(temperature=body.temperature, max_tokens=max_tokens),
+        conversation_id=request.headers.get("x-conversation-id"),
+        user_hash=services.user_hash(request.headers),
+    )
 
 
-async def complete(request: Request, body: ChatCompletionRequest, services: Services, agent_id: str,
-                   mcp_mode: bool) -> Response:
+async def complete(
+    request: Request, body: ChatCompletionRequest, services: Services, agent_id: str, mcp_mode: bool
+) -> Response:
     check_agent(services, agent_id, mcp_mode)
     question = build_question(services, body, agent_id, request, mcp_mode)
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -83,13 +98,23 @@ async def complete(request: Request, body: ChatCompletionRequest, services: Serv
             result = await until_disconnect(request, lambda: answer(services, question))
         except ClientDisconnected:
             return Response(status_code=499)
-    completion = ChatCompletion.model_validate({
-        "id": completion_id, "created": created, "model": agent_id, "sources": result.sources,
-        "citations": result.citations,
-        "usage": {k: int(result.usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.text},
-                     "finish_reason": result.finish_reason}],
-    })
+    completion = ChatCompletion.model_validate(
+        {
+            "id": completion_id,
+            "created": created,
+            "model": agent_id,
+            "sources": result.sources,
+            "citations": result.citations,
+            "usage": {k: int(result.usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": result.text},
+                    "finish_reason": result.finish_reason,
+                }
+            ],
+        }
+    )
     return Response(completion.model_dump_json(), media_type="application/json")
 
 
@@ -98,8 +123,9 @@ def _sse(data: Any, event: str | None = None) -> str:
     return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-async def sse_events(services: Services, question: Question, completion_id: str, created: int,
-                     include_usage: bool) -> AsyncIterator[str]:
+async def sse_events(
+    services: Services, question: Question, completion_id: str, created: int, include_usage: bool
+) -> AsyncIterator[str]:
     base = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": question.agent_id}
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -123,8 +149,15 @@ async def sse_events(services: Services, question: Question, completion_id: str,
         elif event.type == "end":
             yield _sse(chunk({}, finish))
             if include_usage:
-                yield _sse({**base, "choices": [], "usage": {
-                    k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")}})
+                yield _sse(
+                    {
+                        **base,
+                        "choices": [],
+                        "usage": {
+                            k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")
+                        },
+                    }
+                )
         elif event.type == "error":
             error = from_payload(event.data)
             yield _sse(error.payload(), "error")
@@ -132,37 +165,67 @@ async def sse_events(services: Services, question: Question, completion_id: str,
     yield "data: [DONE]\n\n"
 
 
-McpHeader = Annotated[str | None, Header(alias="x-mcp-mode", description="true/1/yes: return the raw "
-                                         "documentation instead of an answer (no LLM needed).")]
+McpHeader = Annotated[
+    str | None,
+    Header(
+        alias="x-mcp-mode", description="true/1/yes: return the raw documentation instead of an answer (no LLM needed)."
+    ),
+]
 McpAlias = Annotated[str | None, Header(alias="mcp", description="Same as x-mcp-mode.")]
-ConversationHeader = Annotated[str | None, Header(alias="x-conversation-id", description="Groups requests of "
-                                                  "one conversation in query insights.")]
+ConversationHeader = Annotated[
+    str | None, Header(alias="x-conversation-id", description="Groups requests of one conversation in query insights.")
+]
 
 
-@router.post("/v1/chat/completions", responses={**ERRORS, **STREAM_DOC}, response_model=ChatCompletion,
-             summary="Chat completion with the default agent (or the agent named by `model`)")
-async def chat_completions(request: Request, body: ChatCompletionRequest,
-                           services: Annotated[Services, Depends(services_dependency)],
-                           x_mcp_mode: McpHeader = None, mcp: McpAlias = None,
-                           x_conversation_id: ConversationHeader = None) -> Response:
+@router.post(
+    "/v1/chat/completions",
+    responses={**ERRORS, **STREAM_DOC},
+    response_model=ChatCompletion,
+    summary="Chat completion with the default agent (or the agent named by `model`)",
+)
+async def chat_completions(
+    request: Request,
+    body: ChatCompletionRequest,
+    services: Annotated[Services, Depends(services_dependency)],
+    x_mcp_mode: McpHeader = None,
+    mcp: McpAlias = None,
+    x_conversation_id: ConversationHeader = None,
+) -> Response:
     mcp_mode = mcp_flag(x_mcp_mode, mcp)
     agent_id = body.model if body.model in services.settings.agents else services.factory.default_agent_id
     return await complete(request, body, services, agent_id or services.factory.default_agent_id, mcp_mode)
 
 
-@router.post("/v1/agents/{agent_id}/chat/completions", responses={**ERRORS, **STREAM_DOC},
-             response_model=ChatCompletion, summary="Chat completion with one agent (an agent's base URL)")
-async def agent_chat_completions(agent_id: str, request: Request, body: ChatCompletionRequest,
-                                 services: Annotated[Services, Depends(services_dependency)],
-                                 x_mcp_mode: McpHeader = None, mcp: McpAlias = None,
-                                 x_conversation_id: ConversationHeader = None) -> Response:
+@router.post(
+    "/v1/agents/{agent_id}/chat/completions",
+    responses={**ERRORS, **STREAM_DOC},
+    response_model=ChatCompletion,
+    summary="Chat completion with one agent (an agent's base URL)",
+)
+async def agent_chat_completions(
+    agent_id: str,
+    request: Request,
+    body: ChatCompletionRequest,
+    services: Annotated[Services, Depends(services_dependency)],
+    x_mcp_mode: McpHeader = None,
+    mcp: McpAlias = None,
+    x_conversation_id: ConversationHeader = None,
+) -> Response:
     return await complete(request, body, services, agent_id, mcp_flag(x_mcp_mode, mcp))
 
 
-@router.post("/chat/completions", responses={**ERRORS, **STREAM_DOC}, response_model=ChatCompletion,
-             summary="Legacy alias of /v1/chat/completions")
-async def legacy_chat_completions(request: Request, body: ChatCompletionRequest,
-                                  services: Annotated[Services, Depends(services_dependency)],
-                                  x_mcp_mode: McpHeader = None, mcp: McpAlias = None,
-                                  x_conversation_id: ConversationHeader = None) -> Response:
+@router.post(
+    "/chat/completions",
+    responses={**ERRORS, **STREAM_DOC},
+    response_model=ChatCompletion,
+    summary="Legacy alias of /v1/chat/completions",
+)
+async def legacy_chat_completions(
+    request: Request,
+    body: ChatCompletionRequest,
+    services: Annotated[Services, Depends(services_dependency)],
+    x_mcp_mode: McpHeader = None,
+    mcp: McpAlias = None,
+    x_conversation_id: ConversationHeader = None,
+) -> Response:
     return await chat_completions(request, body, services, x_mcp_mode, mcp, x_conversation_id)

@@ -76,8 +76,15 @@ class ErrorResponse(BaseModel):
 class APIError(Exception):
     """An error answer: status, message for people, stable code for programs, the offending parameter."""
 
-    def __init__(self, status: int, message: str, *, code: str | None = None, param: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -106,8 +113,11 @@ def from_kind(kind: str, message: str, retry_after: float | None = None) -> APIE
 def from_payload(payload: dict[str, Any]) -> APIError:
     """The API error of a pipeline ``error`` event's data."""
     retry_after = payload.get("retry_after")
-    return from_kind(str(payload.get("type")), str(payload.get("message")),
-                     float(retry_after) if isinstance(retry_after, int | float) else None)
+    return from_kind(
+        str(payload.get("type")),
+        str(payload.get("message")),
+        float(retry_after) if isinstance(retry_after, int | float) else None,
+    )
 
 
 def from_exception(exc: BaseException) -> APIError:
@@ -139,8 +149,9 @@ def _validation_error(exc: RequestValidationError) -> APIError:
     status = 422 if loc and loc[0] == "messages" else 400
     more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
     where = f"{param}: " if param else ""
-    return APIError(status, f"{where}{message}{more}", code="invalid_messages" if status == 422 else "invalid_value",
-                    param=param)
+    return APIError(
+        status, f"{where}{message}{more}", code="invalid_messages" if status == 422 else "invalid_value", param=param
+    )
 
 
 HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 408: "request_timeout", 413: "body_too_large"}

@@ -22,19 +22,25 @@ router = APIRouter()
 Svc = Annotated[Services, Depends(services_dependency)]
 
 
-@router.post("/v1/suggestions", response_model=SuggestionsResponse, tags=["chat"],
-             responses=error_responses(400, 401, 404, 413, 422, 429, 500, 503),
-             summary="Follow-up questions for a conversation")
+@router.post(
+    "/v1/suggestions",
+    response_model=SuggestionsResponse,
+    tags=["chat"],
+    responses=error_responses(400, 401, 404, 413, 422, 429, 500, 503),
+    summary="Follow-up questions for a conversation",
+)
 async def suggestions(body: SuggestionsRequest, services: Svc) -> SuggestionsResponse:
     agent = services.factory.get_config(body.agent_id or services.factory.default_agent_id)
-    check_limits(services, [(f"chat_history.{i}.content", m.content) for i, m in enumerate(body.chat_history)],
-                 "chat_history")
+    check_limits(
+        services, [(f"chat_history.{i}.content", m.content) for i, m in enumerate(body.chat_history)], "chat_history"
+    )
     lm = services.router.lm("suggestions", agent)
     async with services.limiter.slot():
         try:
             with dspy.context(lm=lm, adapter=ADAPTER, disable_history=True, trace=None):
                 prediction = await services.suggestions.acall(
-                    chat_history=format_history(body.history(), services.settings.pipeline.max_history))
+                    chat_history=format_history(body.history(), services.settings.pipeline.max_history)
+                )
         except Exception as exc:
             raise from_exception(translate_error(exc) or exc) from exc
     return SuggestionsResponse(suggestions=list(prediction.suggestions))
@@ -43,21 +49,29 @@ async def suggestions(body: SuggestionsRequest, services: Svc) -> SuggestionsRes
 def require_admin(request: Request, services: Svc) -> Services:
     admin_key = services.settings.server.admin_key
     if not admin_key:
-        raise APIError(403, "query insights are disabled: set server.admin_key (CAIRO_CODER_SERVER__ADMIN_KEY)",
-                       code="admin_disabled")
+        raise APIError(
+            403,
+            "query insights are disabled: set server.admin_key (CAIRO_CODER_SERVER__ADMIN_KEY)",
+            code="admin_disabled",
+        )
     presented = request.headers.get("x-admin-key") or ""
     auth = request.headers.get("authorization") or ""
     if not presented and auth.lower().startswith("bearer "):
         presented = auth[7:].strip()
     if not hmac.compare_digest(presented.encode(), admin_key.encode()):
-        raise APIError(401, "the admin key is missing or wrong: send x-admin-key: <server.admin_key>",
-                       code="invalid_admin_key")
+        raise APIError(
+            401, "the admin key is missing or wrong: send x-admin-key: <server.admin_key>", code="invalid_admin_key"
+        )
     return services
 
 
-@router.get("/v1/insights/queries", response_model=InsightPage, tags=["insights"],
-            responses=error_responses(400, 401, 403, 503),
-            summary="Recorded queries, newest first (admin key required)")
+@router.get(
+    "/v1/insights/queries",
+    response_model=InsightPage,
+    tags=["insights"],
+    responses=error_responses(400, 401, 403, 503),
+    summary="Recorded queries, newest first (admin key required)",
+)
 async def insights(
     services: Annotated[Services, Depends(require_admin)],
     since: Annotated[datetime | None, Query(description="Only records created at or after (ISO 8601).")] = None,
@@ -65,18 +79,30 @@ async def insights(
     agent_id: Annotated[str | None, Query(max_length=200)] = None,
     text: Annotated[str | None, Query(max_length=500, description="Substring of the query or answer.")] = None,
     conversation_id: Annotated[str | None, Query(max_length=500)] = None,
-    user: Annotated[str | None, Query(max_length=500, description="The user's x-user-id or API key (hashed "
-                                      "here the same way), or its hash.")] = None,
+    user: Annotated[
+        str | None,
+        Query(max_length=500, description="The user's x-user-id or API key (hashed here the same way), or its hash."),
+    ] = None,
     cursor: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="next_cursor of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
 ) -> InsightPage:
     user_hash = None
     if user:
-        user_hash = user if len(user) == 32 and all(c in "0123456789abcdef" for c in user) else \
-            services.user_hash({"x-user-id": user})
-    where = InsightFilter(since=since, until=until, agent_id=agent_id, text=text, conversation_id=conversation_id,
-                          user_hash=user_hash, cursor=cursor, limit=limit)
-    rows, has_more = await services.store.retrying(lambda: query_insights(services.store.pool, where),
-                                                   "insights query")
+        user_hash = (
+            user
+            if len(user) == 32 and all(c in "0123456789abcdef" for c in user)
+            else services.user_hash({"x-user-id": user})
+        )
+    where = InsightFilter(
+        since=since,
+        until=until,
+        agent_id=agent_id,
+        text=text,
+        conversation_id=conversation_id,
+        user_hash=user_hash,
+        cursor=cursor,
+        limit=limit,
+    )
+    rows, has_more = await services.store.retrying(lambda: query_insights(services.store.pool, where), "insights query")
     records = [InsightRecord.model_validate(r) for r in rows]
     return InsightPage(data=records, has_more=has_more, next_cursor=records[-1].id if has_more and records else None)

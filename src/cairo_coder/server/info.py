@@ -17,23 +17,25 @@ Svc = Annotated[Services, Depends(services_dependency)]
 
 
 @router.head("/", include_in_schema=False)
-@router.get("/", response_model=Liveness, tags=["health"],
-         summary="Liveness (also /health)")
+@router.get("/", response_model=Liveness, tags=["health"], summary="Liveness (also /health)")
 async def root() -> Liveness:
     return Liveness(version=__version__)
 
 
 @router.head("/health", include_in_schema=False)
-@router.get("/health", response_model=Liveness, tags=["health"],
-         summary="Liveness: the process answers")
+@router.get("/health", response_model=Liveness, tags=["health"], summary="Liveness: the process answers")
 async def health() -> Liveness:
     return Liveness(version=__version__)
 
 
 @router.head("/ready", include_in_schema=False)
-@router.get("/ready", response_model=Readiness, tags=["health"],
-            responses={503: {"model": Readiness, "description": "not ready: database down or no documents"}},
-            summary="Readiness: database reachable and documents indexed (LLM reported, not required)")
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    tags=["health"],
+    responses={503: {"model": Readiness, "description": "not ready: database down or no documents"}},
+    summary="Readiness: database reachable and documents indexed (LLM reported, not required)",
+)
 async def ready(services: Svc) -> JSONResponse:
     problems: list[str] = []
     documents = 0
@@ -54,21 +56,35 @@ async def ready(services: Svc) -> JSONResponse:
     if ok and not services.warm:
         status, ok = "warming", False
         problems.append("warming up: loading the embedding model and running a first search")
-    body = Readiness(status=status, database=database, documents=documents, llm_configured=llm,
-                     problems=problems)
+    body = Readiness(status=status, database=database, documents=documents, llm_configured=llm, problems=problems)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
-@router.get("/v1/agents", response_model=AgentList, tags=["agents"], responses=error_responses(401),
-            summary="The agents and the documentation sources each one answers from")
+@router.get(
+    "/v1/agents",
+    response_model=AgentList,
+    tags=["agents"],
+    responses=error_responses(401),
+    summary="The agents and the documentation sources each one answers from",
+)
 async def list_agents(services: Svc) -> AgentList:
     default = services.factory.default_agent_id
-    return AgentList(data=[AgentCard(id=a.id, name=a.name, description=a.description, sources=a.sources,
-                                     default=a.id == default) for a in services.factory.agents()])
+    return AgentList(
+        data=[
+            AgentCard(id=a.id, name=a.name, description=a.description, sources=a.sources, default=a.id == default)
+            for a in services.factory.agents()
+        ]
+    )
 
 
-@router.get("/v1/models", response_model=ModelList, tags=["chat"], responses=error_responses(401),
-            summary="The agents, as models for OpenAI clients (use one as `model`)")
+@router.get(
+    "/v1/models",
+    response_model=ModelList,
+    tags=["chat"],
+    responses=error_responses(401),
+    summary="The agents, as models for OpenAI clients (use one as `model`)",
+)
 async def list_models(services: Svc) -> ModelList:
-    return ModelList(data=[ModelCard(id=agent_id, created=int(services.started_at))
-                           for agent_id in services.factory.agent_ids()])
+    return ModelList(
+        data=[ModelCard(id=agent_id, created=int(services.started_at)) for agent_id in services.factory.agent_ids()]
+    )

@@ -32,17 +32,29 @@ SOURCES_HELP = ", ".join(s.value for s in DocumentSource)
 
 
 def build_mcp_server(get_services: Callable[[], Services]) -> MCPServer:
-    server = MCPServer(name="cairo-coder", title="Cairo Coder", instructions=INSTRUCTIONS, version=__version__,
-                       log_level="WARNING")
+    server = MCPServer(
+        name="cairo-coder", title="Cairo Coder", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING"
+    )
 
     @server.tool(title="Search the Cairo and Starknet documentation")
     async def search_cairo_docs(
-        query: Annotated[str, Field(min_length=1, max_length=2000,
-                                    description="What to look for: a question, an API or item name, an error.")],
-        sources: Annotated[list[str] | None, Field(description=f"Restrict to these sources: {SOURCES_HELP}.")]
-        = None,
-        max_tokens: Annotated[int | None, Field(ge=100, le=32000, description="Token budget of the result "
-                                                "(default: the server's pipeline.mcp_max_tokens).")] = None,
+        query: Annotated[
+            str,
+            Field(
+                min_length=1,
+                max_length=2000,
+                description="What to look for: a question, an API or item name, an error.",
+            ),
+        ],
+        sources: Annotated[list[str] | None, Field(description=f"Restrict to these sources: {SOURCES_HELP}.")] = None,
+        max_tokens: Annotated[
+            int | None,
+            Field(
+                ge=100,
+                le=32000,
+                description="Token budget of the result (default: the server's pipeline.mcp_max_tokens).",
+            ),
+        ] = None,
     ) -> str:
         """Search the official Cairo/Starknet documentation and return the most relevant passages, ranked, each
         with its title, URL, source and version. Use it whenever you write, review or debug Cairo code, Starknet
@@ -51,14 +63,16 @@ def build_mcp_server(get_services: Callable[[], Services]) -> MCPServer:
         services = get_services()
         chosen = _sources(sources)
         with tool_errors():
-            documents = await services.store.search(query, k=SEARCH_RESULTS, sources=chosen,
-                                                    mode=services.settings.search.mode)
+            documents = await services.store.search(
+                query, k=SEARCH_RESULTS, sources=chosen, mode=services.settings.search.mode
+            )
         return format_for_agent(documents, max_tokens or services.settings.pipeline.mcp_max_tokens)
 
     @server.tool(title="Read one documentation page")
     async def get_cairo_doc_page(
-        url: Annotated[str, Field(min_length=1, max_length=2000,
-                                  description="The page URL, as given by search_cairo_docs.")],
+        url: Annotated[
+            str, Field(min_length=1, max_length=2000, description="The page URL, as given by search_cairo_docs.")
+        ],
     ) -> str:
         """Return a whole documentation page (all its sections, in order) by its URL. Use it after
         search_cairo_docs when a passage is not enough: a full tutorial, every item of a module, a complete
@@ -77,10 +91,16 @@ def build_mcp_server(get_services: Callable[[], Services]) -> MCPServer:
         @server.tool(title="Ask Cairo Coder")
         async def ask_cairo_coder(
             query: Annotated[str, Field(min_length=1, max_length=20000, description="The question or task.")],
-            history: Annotated[list[str] | None, Field(description="Earlier messages of the conversation, "
-                                                       "oldest first, alternating user and assistant.")] = None,
-            code_snippets: Annotated[list[str] | None, Field(description="Code the question is about (Cairo "
-                                                             "files, Scarb.toml, error output).")] = None,
+            history: Annotated[
+                list[str] | None,
+                Field(
+                    description="Earlier messages of the conversation, oldest first, alternating user and assistant."
+                ),
+            ] = None,
+            code_snippets: Annotated[
+                list[str] | None,
+                Field(description="Code the question is about (Cairo files, Scarb.toml, error output)."),
+            ] = None,
         ) -> str:
             """Ask Cairo Coder for a complete answer: it searches the documentation and writes Cairo 2.x code
             with cited sources. Use it for how-to questions and to write or fix contracts, components and tests;
@@ -89,10 +109,15 @@ def build_mcp_server(get_services: Callable[[], Services]) -> MCPServer:
             text = query
             if code_snippets:
                 text += "\n\nCode:\n" + "\n\n".join(f"```\n{snippet}\n```" for snippet in code_snippets)
-            past = [Message(role=Role.USER if i % 2 == 0 else Role.ASSISTANT, content=m)
-                    for i, m in enumerate(history or [])]
-            question = Question(agent_id=services.factory.default_agent_id, query=text,
-                                history=past[-services.settings.pipeline.max_history:])
+            past = [
+                Message(role=Role.USER if i % 2 == 0 else Role.ASSISTANT, content=m)
+                for i, m in enumerate(history or [])
+            ]
+            question = Question(
+                agent_id=services.factory.default_agent_id,
+                query=text,
+                history=past[-services.settings.pipeline.max_history :],
+            )
             # The same concurrency limit as every other route that spends LLM calls.
             with tool_errors():
                 async with services.limiter.slot():
@@ -105,8 +130,9 @@ def build_mcp_server(get_services: Callable[[], Services]) -> MCPServer:
                 parts.append("(This answer is incomplete: it reached the server's token limit, llm.max_tokens.)")
             for heading, group in (("Sources", cited), ("Also retrieved, not cited" if cited else "Sources", others)):
                 if group:
-                    parts.append(f"{heading}:\n" + "\n".join(f"[{s['number']}] {s['title']} — {s['url']}"
-                                                             for s in group))
+                    parts.append(
+                        f"{heading}:\n" + "\n".join(f"[{s['number']}] {s['title']} — {s['url']}" for s in group)
+                    )
             return "\n\n".join(parts)
 
     return server

@@ -52,8 +52,14 @@ class ErrorBoundary:
             await self.app(scope, receive, tracking)
         except Exception as exc:
             error = from_exception(exc)
-            logger.info("%s %s -> %d %s: %s", scope.get("method", "WS"), scope.get("path"), error.status,
-                        error.code, error.message)
+            logger.info(
+                "%s %s -> %d %s: %s",
+                scope.get("method", "WS"),
+                scope.get("path"),
+                error.status,
+                error.code,
+                error.message,
+            )
             if started:
                 return  # the response is under way: the connection closes, the client sees it cut
             if scope["type"] == "websocket":
@@ -96,8 +102,9 @@ class BodySizeLimit:
             try:
                 msg = await asyncio.wait_for(receive(), self.read_timeout)
             except TimeoutError:
-                raise HTTPException(408, f"the request body did not arrive within {self.read_timeout:g} s "
-                                    "(server.read_timeout)") from None
+                raise HTTPException(
+                    408, f"the request body did not arrive within {self.read_timeout:g} s (server.read_timeout)"
+                ) from None
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
                 complete = not msg.get("more_body", False)
@@ -132,13 +139,23 @@ class APIKeyAuth:
         return any(hmac.compare_digest(p, k) for p in presented for k in keys)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.enabled or scope["type"] not in ("http", "websocket") or scope["path"] in PUBLIC_PATHS \
-                or self._valid(scope):
+        if (
+            not self.enabled
+            or scope["type"] not in ("http", "websocket")
+            or scope["path"] in PUBLIC_PATHS
+            or self._valid(scope)
+        ):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": "invalid or missing API key"})
             return
-        await send_error(send, APIError(
-            401, "invalid or missing API key: send Authorization: Bearer <key> or x-api-key: <key>",
-            code="invalid_api_key", headers={"www-authenticate": "Bearer"}))
+        await send_error(
+            send,
+            APIError(
+                401,
+                "invalid or missing API key: send Authorization: Bearer <key> or x-api-key: <key>",
+                code="invalid_api_key",
+                headers={"www-authenticate": "Bearer"},
+            ),
+        )

@@ -24,21 +24,33 @@ from cairo_coder.server.state import Services, get_services, services_dependency
 from cairo_coder.types import StreamEvent
 
 router = APIRouter(tags=["agents"])
-NDJSON_DOC: dict[int | str, dict[str, Any]] = {200: {
-    "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
-    "description": "One JSON event per line: sources, response*, then end or error"}}
+NDJSON_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
+        "description": "One JSON event per line: sources, response*, then end or error",
+    }
+}
 
 
 def process_question(services: Services, body: ProcessRequest, headers: Any) -> Question:
     agent_id = body.agent_id or services.factory.default_agent_id
     check_agent(services, agent_id, body.mcp_mode)
-    check_limits(services, [("query", body.query)] + [(f"chat_history.{i}.content", m.content)
-                                                      for i, m in enumerate(body.chat_history)], "chat_history")
+    check_limits(
+        services,
+        [("query", body.query)] + [(f"chat_history.{i}.content", m.content) for i, m in enumerate(body.chat_history)],
+        "chat_history",
+    )
     if not body.query.strip():
         raise APIError(422, "the query is empty", code="empty_question", param="query")
-    history = body.history()[-services.settings.pipeline.max_history:]
-    return Question(agent_id=agent_id, query=body.query.strip(), history=history, mcp_mode=body.mcp_mode,
-                    conversation_id=headers.get("x-conversation-id"), user_hash=services.user_hash(headers))
+    history = body.history()[-services.settings.pipeline.max_history :]
+    return Question(
+        agent_id=agent_id,
+        query=body.query.strip(),
+        history=history,
+        mcp_mode=body.mcp_mode,
+        conversation_id=headers.get("x-conversation-id"),
+        user_hash=services.user_hash(headers),
+    )
 
 
 def public_event(event: StreamEvent) -> dict[str, Any] | None:
@@ -46,8 +58,10 @@ def public_event(event: StreamEvent) -> dict[str, Any] | None:
     if event.type in ("sources", "response"):
         return {"type": event.type, "data": event.data}
     if event.type == "final_response":  # folded into "end" below
-        return {"type": "usage", "data": {"usage": event.data.get("usage"),
-                                          "finish_reason": event.data.get("finish_reason") or "stop"}}
+        return {
+            "type": "usage",
+            "data": {"usage": event.data.get("usage"), "finish_reason": event.data.get("finish_reason") or "stop"},
+        }
     if event.type == "end":
         return {"type": "end", "data": {}}
     if event.type == "error":
@@ -74,10 +88,14 @@ async def process_events(services: Services, question: Question) -> AsyncIterato
         yield public
 
 
-@router.post("/agents/process", responses={**error_responses(400, 401, 404, 413, 422, 429, 503), **NDJSON_DOC},
-             summary="Answer with a stream of JSON events (the agent process interface)")
-async def process(request: Request, body: ProcessRequest,
-                  services: Annotated[Services, Depends(services_dependency)]) -> Any:
+@router.post(
+    "/agents/process",
+    responses={**error_responses(400, 401, 404, 413, 422, 429, 503), **NDJSON_DOC},
+    summary="Answer with a stream of JSON events (the agent process interface)",
+)
+async def process(
+    request: Request, body: ProcessRequest, services: Annotated[Services, Depends(services_dependency)]
+) -> Any:
     question = process_question(services, body, request.headers)
 
     async def lines() -> AsyncIterator[str]:
@@ -115,8 +133,13 @@ async def process_ws(websocket: WebSocket) -> None:
                 raise WebSocketDisconnect(frame.get("code", 1000))
             raw = frame.get("text")
             if raw is None:  # a binary frame: this protocol is JSON text, say so and keep the connection
-                await send(error("unsupported_frame", "binary frames are not supported: send each request as "
-                                 "a JSON text frame", 400))
+                await send(
+                    error(
+                        "unsupported_frame",
+                        "binary frames are not supported: send each request as a JSON text frame",
+                        400,
+                    )
+                )
                 continue
             try:
                 message = json.loads(raw)
@@ -131,8 +154,15 @@ async def process_ws(websocket: WebSocket) -> None:
                     current.cancel()
                 continue
             if current is not None and not current.done():
-                await send(error("busy", "a request is already in flight on this connection; wait for its end "
-                                 "or send {\"type\": \"cancel\"}", 409, request_id))
+                await send(
+                    error(
+                        "busy",
+                        "a request is already in flight on this connection; wait for its end "
+                        'or send {"type": "cancel"}',
+                        409,
+                        request_id,
+                    )
+                )
                 continue
             try:
                 question = process_question(services, ProcessRequest.model_validate(message), websocket.headers)

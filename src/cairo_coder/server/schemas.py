@@ -50,10 +50,12 @@ class StreamOptions(_Lenient):
 
 
 class ChatCompletionRequest(_Lenient):
-    model: str | None = Field(default=None, description="An agent id (see GET /v1/models) or any other name "
-                              "(the endpoint's agent is used).")
-    messages: list[ChatMessage] = Field(min_length=1, description="The conversation; the last message must be "
-                                        "the user's question.")
+    model: str | None = Field(
+        default=None, description="An agent id (see GET /v1/models) or any other name (the endpoint's agent is used)."
+    )
+    messages: list[ChatMessage] = Field(
+        min_length=1, description="The conversation; the last message must be the user's question."
+    )
     stream: bool = False
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)

@@ -90,11 +90,19 @@ class HostOriginGuard:
         # two routes reveal (liveness, readiness, a document count) is no use to a rebinding page.
         probe = scope["path"] in PROBE_PATHS
         if self.hosts is not None and not probe and host_name(host or "") not in self.hosts:
-            error = APIError(421, f"this server does not answer for host {host!r}: add it to server.allowed_hosts "
-                             "if it is the server's public name", code="invalid_host")
+            error = APIError(
+                421,
+                f"this server does not answer for host {host!r}: add it to server.allowed_hosts "
+                "if it is the server's public name",
+                code="invalid_host",
+            )
         elif origin is not None and not self._origin_allowed(origin, host or ""):
-            error = APIError(403, f"requests from web pages at {origin!r} are not allowed: add the origin to "
-                             "server.cors_origins to allow it", code="origin_not_allowed")
+            error = APIError(
+                403,
+                f"requests from web pages at {origin!r} are not allowed: add the origin to "
+                "server.cors_origins to allow it",
+                code="origin_not_allowed",
+            )
         if error is None:
             await self.app(scope, receive, send)
             return

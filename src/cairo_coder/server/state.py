@@ -33,8 +33,12 @@ class ConcurrencyLimiter:
     def acquire(self) -> None:
         if self.in_flight >= self.limit:
             self.refused += 1
-            raise APIError(429, f"too many concurrent requests (limit {self.limit}); retry shortly",
-                           code="concurrency_limit", headers={"retry-after": "1"})
+            raise APIError(
+                429,
+                f"too many concurrent requests (limit {self.limit}); retry shortly",
+                code="concurrency_limit",
+                headers={"retry-after": "1"},
+            )
         self.in_flight += 1
 
     def release(self) -> None:

@@ -91,8 +91,12 @@ def map_connect_error(exc: BaseException, url: str) -> StoreError:
 
 
 async def with_retries(
-    operation: Callable[[], Awaitable[T]], *, deadline: float = DEFAULT_RETRY_SECONDS, base_delay: float = 0.1,
-    what: str = "query", pool: asyncpg.Pool | None = None,
+    operation: Callable[[], Awaitable[T]],
+    *,
+    deadline: float = DEFAULT_RETRY_SECONDS,
+    base_delay: float = 0.1,
+    what: str = "query",
+    pool: asyncpg.Pool | None = None,
 ) -> T:
     """Run ``operation``, retrying transient failures (lost connection, server restarting, deadlock...) with
     jittered exponential backoff for up to ``deadline`` seconds, then raise :class:`DatabaseUnavailableError`.
@@ -116,8 +120,9 @@ async def with_retries(
                     f"the database {what} failed: PostgreSQL is unreachable or restarting ({failure_reason(exc)}) "
                     f"and did not come back within {deadline:g} s; retry shortly"
                 ) from exc
-            logger.warning("transient database error during %s (%s: %s); retrying in %.2fs",
-                           what, type(exc).__name__, exc, delay)
+            logger.warning(
+                "transient database error during %s (%s: %s); retrying in %.2fs", what, type(exc).__name__, exc, delay
+            )
             await asyncio.sleep(delay)
 
 
@@ -193,7 +198,11 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
 async def create_pool(url: str, min_size: int, max_size: int, connect_timeout: float) -> asyncpg.Pool:
     try:
         pool = await asyncpg.create_pool(
-            url, min_size=min_size, max_size=max_size, timeout=connect_timeout, init=_init_connection,
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=connect_timeout,
+            init=_init_connection,
             reset=_no_reset,
         )
     except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:

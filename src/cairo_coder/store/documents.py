@@ -86,8 +86,9 @@ class DocumentStore:
             if embedded is not None:
                 embedded.stop()
             raise
-        store = cls(pool, embedder, search_settings or SearchSettings(), url=url, schema_version=version,
-                    embedded=embedded)
+        store = cls(
+            pool, embedder, search_settings or SearchSettings(), url=url, schema_version=version, embedded=embedded
+        )
         store.dense_ready = bool(bound and bound[1] and embedder.dimensions)
         store.retry_seconds = database.retry_seconds
         return store
@@ -111,8 +112,12 @@ class DocumentStore:
         return await with_retries(operation, deadline=deadline, what=what, pool=self.pool)
 
     async def count_documents(self, deadline: float | None = None) -> int:
-        return int(await self.retrying(lambda: self.pool.fetchval("SELECT count(*) FROM documents"),
-                                       "count of documents", deadline) or 0)
+        return int(
+            await self.retrying(
+                lambda: self.pool.fetchval("SELECT count(*) FROM documents"), "count of documents", deadline
+            )
+            or 0
+        )
 
     async def page(self, url: str) -> Page | None:
         """The whole page whose URL is ``url`` (see :func:`pages.fetch_page`), or None."""
@@ -139,8 +144,9 @@ class DocumentStore:
         rows = await self.pool.fetch("SELECT path, page_hash FROM pages WHERE source = $1", source)
         return {r["path"]: r["page_hash"] for r in rows}
 
-    async def chunk_embeddings(self, source: str, paths: list[str]
-                               ) -> dict[str, tuple[list[float], list[tuple[str, list[float]]]]]:
+    async def chunk_embeddings(
+        self, source: str, paths: list[str]
+    ) -> dict[str, tuple[list[float], list[tuple[str, list[float]]]]]:
         """Existing vectors of these pages' chunks by content hash: the head vector and the further ones (kind,
         vector) in order. One query for a batch of pages, so that unchanged chunks are not re-embedded. Equal
         hashes mean equal embedded text, hence equal vectors."""
@@ -186,7 +192,13 @@ class DocumentStore:
                        ON CONFLICT (source, path) DO UPDATE SET page_hash = EXCLUDED.page_hash,
                          title = EXCLUDED.title, url = EXCLUDED.url, chunk_count = EXCLUDED.chunk_count,
                          source_commit = EXCLUDED.source_commit, indexed_at = now()""",
-                    source, path, page_hash, title, url, len(chunks), source_commit,
+                    source,
+                    path,
+                    page_hash,
+                    title,
+                    url,
+                    len(chunks),
+                    source_commit,
                 )
             # After the commit: a search during the transaction would re-cache the counts it is changing.
             self.source_sizes.invalidate()
@@ -244,15 +256,14 @@ class DocumentStore:
                 return []  # nothing indexed yet
             from cairo_coder.embeddings import EmbeddingConfigError
 
-            raise EmbeddingConfigError(
-                "dense search needs an embedder: set embeddings.provider to 'local' or 'remote'"
-            )
+            raise EmbeddingConfigError("dense search needs an embedder: set embeddings.provider to 'local' or 'remote'")
         needs_vector = can_dense and (mode != "lexical" or min_similarity is not None)
         vector_task: asyncio.Future[list[float]] | None = None
         if needs_vector:
             # Embed in a worker thread while the database runs the lexical ranking.
-            vector_task = (asyncio.ensure_future(self.embedder.embed_query(query)) if query_vector is None
-                           else _done(query_vector))
+            vector_task = (
+                asyncio.ensure_future(self.embedder.embed_query(query)) if query_vector is None else _done(query_vector)
+            )
         wanted = max(k, self.search_settings.candidates) if mode == "hybrid" else k
 
         async def run() -> list[SearchResult]:
@@ -325,8 +336,9 @@ class DocumentStore:
             # question about a concept or a tool is nearer its guide than any API item: it is left alone).
             settings = self.search_settings
             best_chunk = dense_hits[0][1] if dense_hits else 0.0
-            if api_hit is not None and api_hit[1] >= max(settings.api_item_similarity,
-                                                         best_chunk + settings.api_item_margin):
+            if api_hit is not None and api_hit[1] >= max(
+                settings.api_item_similarity, best_chunk + settings.api_item_margin
+            ):
                 ranked = rank.lift_page(ranked, pages, api_hit[0], settings.api_item_position)
             return ranked, vector
         # Exact symbol matches come first: they are what a lookup of that name asks for.
@@ -335,16 +347,18 @@ class DocumentStore:
         firsts = [(doc_id, top + SYMBOL_BONUS * hits) for doc_id, hits in symbol_hits]
         return firsts + [item for item in ranked if item[0] not in symbol_ids], vector
 
-    async def _lexical(self, query: str, limit: int, sources: list[str] | None, pages: rank.Pages
-                       ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    async def _lexical(
+        self, query: str, limit: int, sources: list[str] | None, pages: rank.Pages
+    ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
         """(symbol hits, lexical ranking): one statement for the default BM25 ranker."""
         lexical_rank = rank.bm25 if self.search_settings.lexical_ranker == "bm25" else rank.full_text
         async with self.pool.acquire() as conn:
             ranked, symbol_hits = await lexical_rank(conn, query, limit, sources, pages)
         return symbol_hits, ranked
 
-    async def _dense(self, vector_task: asyncio.Future[list[float]], limit: int,
-                     sources: list[str] | None, pages: rank.Pages) -> tuple[list[float], list[tuple[int, float]]]:
+    async def _dense(
+        self, vector_task: asyncio.Future[list[float]], limit: int, sources: list[str] | None, pages: rank.Pages
+    ) -> tuple[list[float], list[tuple[int, float]]]:
         vector = await vector_task  # before taking a connection: none is held while the embedder works
         exact = sources is not None and await self.source_sizes.rows(self.pool, sources) <= rank.EXACT_SCAN_MAX_ROWS
         if exact:
@@ -353,8 +367,9 @@ class DocumentStore:
         async with self.pool.acquire() as conn:
             return vector, await rank.dense(conn, vector, limit, sources, self.search_settings.window_weight, pages)
 
-    async def _api_item(self, vector_task: asyncio.Future[list[float]], sources: list[str] | None,
-                        pages: rank.Pages) -> tuple[int, float] | None:
+    async def _api_item(
+        self, vector_task: asyncio.Future[list[float]], sources: list[str] | None, pages: rank.Pages
+    ) -> tuple[int, float] | None:
         vector = await vector_task
         async with self.pool.acquire() as conn:
             return await rank.api_item(conn, vector, sources, pages)
@@ -450,8 +465,7 @@ def _to_result(row: asyncpg.Record, score: float) -> SearchResult:
         prompt_tokens=row["prompt_tokens"],
         **metadata,
     )
-    return SearchResult(document=Document(content=row["content"], metadata=meta), score=score,
-                        chunk_id=row["chunk_id"])
+    return SearchResult(document=Document(content=row["content"], metadata=meta), score=score, chunk_id=row["chunk_id"])
 
 
 def _as_list(vector: Any) -> list[float]:

@@ -60,8 +60,9 @@ async def insights_salt(pool: asyncpg.Pool, configured: str) -> str:
     """The configured salt, else a random one created once and kept in the database (stable across restarts)."""
     if configured:
         return configured
-    await pool.execute("INSERT INTO store_info (key, value) VALUES ('insights_salt', $1) ON CONFLICT DO NOTHING",
-                       secrets.token_hex(16))
+    await pool.execute(
+        "INSERT INTO store_info (key, value) VALUES ('insights_salt', $1) ON CONFLICT DO NOTHING", secrets.token_hex(16)
+    )
     value = await pool.fetchval("SELECT value FROM store_info WHERE key = 'insights_salt'")
     return str(value)
 
@@ -129,8 +130,12 @@ class InsightsRecorder:
                 self.written += len(batch)
                 return
             except CONNECTION_ERRORS as exc:
-                logger.warning("query insights: the database is unreachable (%s); %d records kept, retrying in "
-                               "%.1f s", type(exc).__name__, len(batch), delay)
+                logger.warning(
+                    "query insights: the database is unreachable (%s); %d records kept, retrying in %.1f s",
+                    type(exc).__name__,
+                    len(batch),
+                    delay,
+                )
                 with contextlib.suppress(Exception):
                     await self.pool.expire_connections()
                 await asyncio.sleep(delay)
@@ -149,9 +154,23 @@ class InsightsRecorder:
             """INSERT INTO query_insights (agent_id, query, chat_history, answer, sources, usage, duration_ms,
                    conversation_id, user_hash, mcp_mode, status, error)
                VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, $6::jsonb, $7, $8, $9, $10, $11, $12)""",
-            [(_text(e.agent_id), _text(e.query), _json(e.chat_history), _text(e.answer), _json(e.sources),
-              _json(e.usage), e.duration_ms, _text(e.conversation_id), e.user_hash, e.mcp_mode, e.status,
-              _text(e.error)) for e in batch],
+            [
+                (
+                    _text(e.agent_id),
+                    _text(e.query),
+                    _json(e.chat_history),
+                    _text(e.answer),
+                    _json(e.sources),
+                    _json(e.usage),
+                    e.duration_ms,
+                    _text(e.conversation_id),
+                    e.user_hash,
+                    e.mcp_mode,
+                    e.status,
+                    _text(e.error),
+                )
+                for e in batch
+            ],
         )
 
 

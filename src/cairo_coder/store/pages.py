@@ -33,11 +33,15 @@ async def fetch_page(pool: asyncpg.Pool, url: str) -> Page | None:
     """The page whose URL is ``url`` (an anchor, query or trailing slash does not matter), or None."""
     row = await pool.fetchrow(
         "SELECT source, path, title, url, source_commit FROM pages WHERE url = ANY($1::text[]) "
-        "ORDER BY source, path LIMIT 1", _candidates(url))
+        "ORDER BY source, path LIMIT 1",
+        _candidates(url),
+    )
     if row is None:
         return None
     chunks = await pool.fetch(
         "SELECT content FROM documents WHERE source = $1 AND path = $2 ORDER BY chunk_number",
-        row["source"], row["path"])
+        row["source"],
+        row["path"],
+    )
     content = "\n\n".join(c["content"].strip() for c in chunks)
     return Page(row["source"], row["path"], row["title"], row["url"], row["source_commit"], content)

@@ -76,8 +76,7 @@ class ExactScans:
         try:
             async with self.pool.acquire() as conn:
                 self.statements += 1
-                rows = await conn.fetch(exact_sql(len(live)), sources, limit, self.window_weight,
-                                        *(w[0] for w in live))
+                rows = await conn.fetch(exact_sql(len(live)), sources, limit, self.window_weight, *(w[0] for w in live))
                 answers: list[list[Any]] = [[] for _ in live]
                 for row in rows:
                     answers[row["q"]].append(row)

@@ -203,7 +203,8 @@ async def migrate(conn: Conn) -> int:
                 except asyncpg.PostgresError as exc:
                     raise SchemaVersionError(
                         f"schema migration {migration.version} ({migration.name}) failed: {exc}. Nothing was "
-                        f"changed: the database stays at schema version {current}") from exc
+                        f"changed: the database stays at schema version {current}"
+                    ) from exc
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
                     migration.version,
@@ -267,13 +268,15 @@ async def _add_chunk_vector_column(conn: Conn, dimensions: int) -> None:
     exists = await conn.fetchval(
         """SELECT EXISTS (SELECT 1 FROM information_schema.columns
                           WHERE table_name = 'chunk_vectors' AND column_name = 'embedding'
-                            AND table_schema = current_schema())""")
+                            AND table_schema = current_schema())"""
+    )
     if exists:
         return
     await conn.execute(f"ALTER TABLE chunk_vectors ADD COLUMN embedding vector({int(dimensions)}) NOT NULL")
     await conn.execute("ALTER TABLE chunk_vectors ALTER COLUMN embedding SET STORAGE PLAIN")
     await conn.execute(
-        "CREATE INDEX chunk_vectors_embedding_idx ON chunk_vectors USING hnsw (embedding vector_cosine_ops)")
+        "CREATE INDEX chunk_vectors_embedding_idx ON chunk_vectors USING hnsw (embedding vector_cosine_ops)"
+    )
 
 
 async def reset_embedder(conn: Conn) -> None:

@@ -97,7 +97,8 @@ def exact_sql(count: int) -> str:
     scores = ", ".join(f"{dense_score_sql('$3', f'h.h{i}', f'p.w{i}')} AS s{i}" for i in range(count))
     tops = " UNION ALL ".join(
         f"(SELECT {i} AS q, id, source, path, s{i} AS score FROM scan ORDER BY s{i} DESC, id LIMIT $2)"
-        for i in range(count))
+        for i in range(count)
+    )
     return f"""WITH heads AS MATERIALIZED (SELECT id, source, path, {heads} FROM documents
                                            WHERE embedding IS NOT NULL AND ($1::text[] IS NULL OR source = ANY($1))),
                 parts AS MATERIALIZED (SELECT doc_id, {parts} FROM chunk_vectors
@@ -116,7 +117,11 @@ API_ITEM_SQL = """SELECT v.doc_id AS id, d.source, d.path, v.score FROM (
 
 
 async def dense(
-    conn: Conn, vector: Sequence[float], limit: int, sources: list[str] | None, window_weight: float,
+    conn: Conn,
+    vector: Sequence[float],
+    limit: int,
+    sources: list[str] | None,
+    window_weight: float,
     pages: Pages | None = None,
 ) -> list[tuple[int, float]]:
     """Dense ranking over the HNSW indexes, falling back to an exact scan when a source filter left the
@@ -133,16 +138,18 @@ async def dense(
     return hits(rows, pages)
 
 
-async def api_item(conn: Conn, vector: Sequence[float], sources: list[str] | None,
-                   pages: Pages | None = None) -> tuple[int, float] | None:
+async def api_item(
+    conn: Conn, vector: Sequence[float], sources: list[str] | None, pages: Pages | None = None
+) -> tuple[int, float] | None:
     """The chunk whose API item description is nearest ``vector`` (id, cosine), if any source has them."""
     rows = await conn.fetch(API_ITEM_SQL, vector, sources)
     found = hits(rows, pages)
     return found[0] if found else None
 
 
-def lift_page(ranked: Sequence[tuple[int, float]], page_of: Pages, doc_id: int, position: int
-              ) -> list[tuple[int, float]]:
+def lift_page(
+    ranked: Sequence[tuple[int, float]], page_of: Pages, doc_id: int, position: int
+) -> list[tuple[int, float]]:
     """``ranked`` with ``doc_id``'s chunk moved or inserted so that its page is the ``position``-th distinct page
     (1-based), unless its page is already ranked there or higher. Its score becomes the one of the chunk it now
     precedes, so that scores stay in order."""
@@ -183,7 +190,8 @@ class SourceSizes:
     async def rows(self, pool: asyncpg.Pool, sources: Sequence[str]) -> int:
         if self._sizes is None or time.monotonic() - self._at > self.ttl:
             found = await pool.fetch(
-                "SELECT source, count(*) AS n FROM documents WHERE embedding IS NOT NULL GROUP BY source")
+                "SELECT source, count(*) AS n FROM documents WHERE embedding IS NOT NULL GROUP BY source"
+            )
             self._sizes, self._at = {r["source"]: int(r["n"]) for r in found}, time.monotonic()
         return sum(self._sizes.get(source, 0) for source in sources)
 
@@ -208,8 +216,7 @@ async def weighted_terms(conn: Conn, query: str) -> list[tuple[str, float]]:
     terms = lexical.query_terms(query)
     if not terms:
         return []
-    rows = await conn.fetch(f"WITH {_WEIGHTED_TERMS} SELECT term, idf FROM q ORDER BY idf DESC",
-                            terms, MAX_QUERY_TERMS)
+    rows = await conn.fetch(f"WITH {_WEIGHTED_TERMS} SELECT term, idf FROM q ORDER BY idf DESC", terms, MAX_QUERY_TERMS)
     return [(r["term"], float(r["idf"])) for r in rows]
 
 
@@ -240,8 +247,9 @@ async def symbols(conn: Conn, query: str, sources: list[str] | None) -> list[tup
     names = symbol_names(query, lexical.query_terms(query))
     if not names:
         return []
-    rows = await conn.fetch(f"WITH {_SYMBOLS.format(names='$1', sources='$2')} SELECT id, hits AS score FROM sym",
-                            names, sources)
+    rows = await conn.fetch(
+        f"WITH {_SYMBOLS.format(names='$1', sources='$2')} SELECT id, hits AS score FROM sym", names, sources
+    )
     return _symbol_hits(rows)
 
 
@@ -342,8 +350,10 @@ class PageKinds:
         """Scores with reference pages' multiplied by the weight, best first (ties by id)."""
         if self.weight == 1.0 or not self.patterns:
             return list(scored)
-        weighed = [(doc_id, score * self.weight if doc_id in page_of and self.is_reference(page_of[doc_id])
-                    else score) for doc_id, score in scored]
+        weighed = [
+            (doc_id, score * self.weight if doc_id in page_of and self.is_reference(page_of[doc_id]) else score)
+            for doc_id, score in scored
+        ]
         return sorted(weighed, key=lambda item: (-item[1], item[0]))
 
 

@@ -43,8 +43,12 @@ class ChunkRecord:
 
 
 async def delete_page_chunks(conn: Conn, source: str, paths: list[str]) -> int:
-    ids = [r["id"] for r in await conn.fetch(
-        "SELECT id FROM documents WHERE source = $1 AND path = ANY($2::text[])", source, paths)]
+    ids = [
+        r["id"]
+        for r in await conn.fetch(
+            "SELECT id FROM documents WHERE source = $1 AND path = ANY($2::text[])", source, paths
+        )
+    ]
     if not ids:
         return 0
     # Document frequencies go down by one for every term of every removed chunk.
@@ -61,15 +65,49 @@ async def delete_page_chunks(conn: Conn, source: str, paths: list[str]) -> int:
 
 
 async def insert_chunks(
-    conn: Conn, source: str, path: str, chunks: list[ChunkRecord], commit: str | None,
+    conn: Conn,
+    source: str,
+    path: str,
+    chunks: list[ChunkRecord],
+    commit: str | None,
     with_vectors: bool,
 ) -> None:
     if not chunks:
         return
-    columns = ["chunk_id", "source", "path", "title", "section", "url", "chunk_number", "content",
-               "content_hash", "lexemes", "token_count", "symbols", "metadata", "source_commit", "prompt_tokens"]
-    casts = ["text", "text", "text", "text", "text[]", "text", "int", "text", "text", "tsvector", "int",
-             "text[]", "jsonb", "text", "int"]
+    columns = [
+        "chunk_id",
+        "source",
+        "path",
+        "title",
+        "section",
+        "url",
+        "chunk_number",
+        "content",
+        "content_hash",
+        "lexemes",
+        "token_count",
+        "symbols",
+        "metadata",
+        "source_commit",
+        "prompt_tokens",
+    ]
+    casts = [
+        "text",
+        "text",
+        "text",
+        "text",
+        "text[]",
+        "text",
+        "int",
+        "text",
+        "text",
+        "tsvector",
+        "int",
+        "text[]",
+        "jsonb",
+        "text",
+        "int",
+    ]
     values: list[list[Any]] = [
         [f"{source}:{path}#{c.chunk_number}" for c in chunks],
         [source] * len(chunks),
@@ -123,18 +161,26 @@ async def insert_chunks(
     )
 
 
-async def insert_extra_vectors(conn: Conn, source: str,
-                               chunks: list[tuple[int, list[tuple[str, list[float]]]]]) -> None:
+async def insert_extra_vectors(
+    conn: Conn, source: str, chunks: list[tuple[int, list[tuple[str, list[float]]]]]
+) -> None:
     """A chunk's further vectors (ordinals 1.., after its head vector in documents)."""
-    rows = [(doc_id, ordinal, kind, _vector_literal(vector))
-            for doc_id, extras in chunks for ordinal, (kind, vector) in enumerate(extras, start=1)]
+    rows = [
+        (doc_id, ordinal, kind, _vector_literal(vector))
+        for doc_id, extras in chunks
+        for ordinal, (kind, vector) in enumerate(extras, start=1)
+    ]
     if not rows:
         return
     await conn.execute(
         """INSERT INTO chunk_vectors (doc_id, ordinal, kind, source, embedding)
            SELECT u.d, u.o, u.k, $4, u.v::vector FROM unnest($1::bigint[], $2::int[], $3::text[], $5::text[])
              AS u(d, o, k, v)""",
-        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], source, [r[3] for r in rows],
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        source,
+        [r[3] for r in rows],
     )
 
 
