@@ -93,12 +93,6 @@ class ProcessedQuery(BaseModel):
     is_test_related: bool = False
 
 
-class RagInput(BaseModel):
-    query: str
-    chat_history: list[Message] = Field(default_factory=list)
-    sources: list[DocumentSource] | None = None
-
-
 class RagSearchConfig(BaseModel):
     """Retrieval parameters of one agent."""
 

@@ -37,7 +37,6 @@ class ParsedPage:
     title: str
     sections: list[Section]
     front_matter: dict[str, str]
-    warnings: list[str] = field(default_factory=list)
 
 
 FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
@@ -161,7 +160,6 @@ def read_markdown(
 ) -> ParsedPage:
     front, body = parse_front_matter(raw, path)
     page = PurePosixPath(path)
-    warnings: list[str] = []
     if resolver is not None:
         body = resolver.resolve_mdbook(body, page)
         body = resolver.resolve_vocs(body, page)
@@ -173,7 +171,7 @@ def read_markdown(
         body = _strip_mdx(body)
     body = outside_code(body, lambda line: _HTML_TAG_RE.sub("", line))
     sections = split_sections(body)
-    return ParsedPage(_title_from(sections, front, fallback_title(path)), sections, front, warnings)
+    return ParsedPage(_title_from(sections, front, fallback_title(path)), sections, front)
 
 
 def _strip_mdx(body: str) -> str:

@@ -205,7 +205,6 @@ def create_app(
 
     app = FastAPI(title="cairo-coder", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.services = None
-    app.state.settings = settings
     install_error_handlers(app)
     for module in (info, chat, process, extras):
         app.include_router(module.router)

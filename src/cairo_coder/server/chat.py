@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
 from cairo_coder.pipeline import GenerationOptions
@@ -29,9 +29,10 @@ from cairo_coder.server.answering import (
     stream_with_slot,
     until_disconnect,
 )
+from cairo_coder.server.deps import Svc, user_hash
 from cairo_coder.server.errors import APIError, error_responses, from_payload
 from cairo_coder.server.schemas import ChatCompletion, ChatCompletionRequest, parse_flag
-from cairo_coder.server.state import Services, services_dependency
+from cairo_coder.server.state import Services
 
 router = APIRouter(tags=["chat"])
 ERRORS = error_responses(400, 401, 404, 413, 422, 429, 500, 503)
@@ -78,7 +79,7 @@ def build_question(
         mcp_mode=mcp_mode,
         options=GenerationOptions(temperature=body.temperature, max_tokens=max_tokens),
         conversation_id=request.headers.get("x-conversation-id"),
-        user_hash=services.user_hash(request.headers),
+        user_hash=user_hash(services, request.headers),
     )
 
 
@@ -186,7 +187,7 @@ ConversationHeader = Annotated[
 async def chat_completions(
     request: Request,
     body: ChatCompletionRequest,
-    services: Annotated[Services, Depends(services_dependency)],
+    services: Svc,
     x_mcp_mode: McpHeader = None,
     mcp: McpAlias = None,
     x_conversation_id: ConversationHeader = None,
@@ -206,7 +207,7 @@ async def agent_chat_completions(
     agent_id: str,
     request: Request,
     body: ChatCompletionRequest,
-    services: Annotated[Services, Depends(services_dependency)],
+    services: Svc,
     x_mcp_mode: McpHeader = None,
     mcp: McpAlias = None,
     x_conversation_id: ConversationHeader = None,
@@ -223,7 +224,7 @@ async def agent_chat_completions(
 async def legacy_chat_completions(
     request: Request,
     body: ChatCompletionRequest,
-    services: Annotated[Services, Depends(services_dependency)],
+    services: Svc,
     x_mcp_mode: McpHeader = None,
     mcp: McpAlias = None,
     x_conversation_id: ConversationHeader = None,

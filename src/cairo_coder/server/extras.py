@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import hmac
 from datetime import datetime
 from typing import Annotated
 
 import dspy
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 
 from cairo_coder.llm import translate_error
 from cairo_coder.pipeline import format_history
 from cairo_coder.programs.adapter import ADAPTER
 from cairo_coder.server.answering import check_limits
-from cairo_coder.server.errors import APIError, error_responses, from_exception
+from cairo_coder.server.deps import AdminSvc, Svc, user_hash
+from cairo_coder.server.errors import error_responses, from_exception
 from cairo_coder.server.schemas import InsightPage, InsightRecord, SuggestionsRequest, SuggestionsResponse
-from cairo_coder.server.state import Services, services_dependency
 from cairo_coder.store.insights import MAX_PAGE_SIZE, InsightFilter, query_insights
 
 router = APIRouter()
-Svc = Annotated[Services, Depends(services_dependency)]
 
 
 @router.post(
@@ -46,25 +44,6 @@ async def suggestions(body: SuggestionsRequest, services: Svc) -> SuggestionsRes
     return SuggestionsResponse(suggestions=list(prediction.suggestions))
 
 
-def require_admin(request: Request, services: Svc) -> Services:
-    admin_key = services.settings.server.admin_key
-    if not admin_key:
-        raise APIError(
-            403,
-            "query insights are disabled: set server.admin_key (CAIRO_CODER_SERVER__ADMIN_KEY)",
-            code="admin_disabled",
-        )
-    presented = request.headers.get("x-admin-key") or ""
-    auth = request.headers.get("authorization") or ""
-    if not presented and auth.lower().startswith("bearer "):
-        presented = auth[7:].strip()
-    if not hmac.compare_digest(presented.encode(), admin_key.encode()):
-        raise APIError(
-            401, "the admin key is missing or wrong: send x-admin-key: <server.admin_key>", code="invalid_admin_key"
-        )
-    return services
-
-
 @router.get(
     "/v1/insights/queries",
     response_model=InsightPage,
@@ -73,7 +52,7 @@ def require_admin(request: Request, services: Svc) -> Services:
     summary="Recorded queries, newest first (admin key required)",
 )
 async def insights(
-    services: Annotated[Services, Depends(require_admin)],
+    services: AdminSvc,
     since: Annotated[datetime | None, Query(description="Only records created at or after (ISO 8601).")] = None,
     until: Annotated[datetime | None, Query(description="Only records created before (ISO 8601).")] = None,
     agent_id: Annotated[str | None, Query(max_length=200)] = None,
@@ -86,12 +65,12 @@ async def insights(
     cursor: Annotated[int | None, Query(ge=0, le=2**63 - 1, description="next_cursor of the previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 20,
 ) -> InsightPage:
-    user_hash = None
+    wanted_user = None
     if user:
-        user_hash = (
+        wanted_user = (
             user
             if len(user) == 32 and all(c in "0123456789abcdef" for c in user)
-            else services.user_hash({"x-user-id": user})
+            else user_hash(services, {"x-user-id": user})
         )
     where = InsightFilter(
         since=since,
@@ -99,7 +78,7 @@ async def insights(
         agent_id=agent_id,
         text=text,
         conversation_id=conversation_id,
-        user_hash=user_hash,
+        user_hash=wanted_user,
         cursor=cursor,
         limit=limit,
     )

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from cairo_coder import __version__
+from cairo_coder.server.deps import Svc
 from cairo_coder.server.errors import error_responses
 from cairo_coder.server.schemas import AgentCard, AgentList, Liveness, ModelCard, ModelList, Readiness
-from cairo_coder.server.state import Services, services_dependency
 
 router = APIRouter()
-Svc = Annotated[Services, Depends(services_dependency)]
 
 
 @router.head("/", include_in_schema=False)

@@ -11,6 +11,7 @@ import logging
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cairo_coder.server.deps import bearer_token
 from cairo_coder.server.errors import APIError, from_exception
 
 logger = logging.getLogger(__name__)
@@ -130,8 +131,8 @@ class APIKeyAuth:
         for name, value in scope.get("headers", ()):
             if name == b"x-api-key":
                 presented.append(value.strip())
-            elif name == b"authorization" and value[:7].lower() == b"bearer ":
-                presented.append(value[7:].strip())
+            elif name == b"authorization" and (token := bearer_token(value.decode("latin-1"))):
+                presented.append(token.encode("latin-1"))
             elif name == b"x-admin-key":
                 presented.append(value.strip())
         keys = self.admin_keys if str(scope["path"]).startswith(ADMIN_PREFIX) else self.client_keys

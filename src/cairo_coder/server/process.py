@@ -12,15 +12,16 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from cairo_coder.server.answering import Question, answer_events, check_agent, check_limits, stream_with_slot
+from cairo_coder.server.deps import Svc, get_services, user_hash
 from cairo_coder.server.errors import KIND_STATUS, APIError, error_responses, from_exception
 from cairo_coder.server.schemas import ProcessRequest
-from cairo_coder.server.state import Services, get_services, services_dependency
+from cairo_coder.server.state import Services
 from cairo_coder.types import StreamEvent
 
 router = APIRouter(tags=["agents"])
@@ -49,7 +50,7 @@ def process_question(services: Services, body: ProcessRequest, headers: Any) -> 
         history=history,
         mcp_mode=body.mcp_mode,
         conversation_id=headers.get("x-conversation-id"),
-        user_hash=services.user_hash(headers),
+        user_hash=user_hash(services, headers),
     )
 
 
@@ -93,9 +94,7 @@ async def process_events(services: Services, question: Question) -> AsyncIterato
     responses={**error_responses(400, 401, 404, 413, 422, 429, 503), **NDJSON_DOC},
     summary="Answer with a stream of JSON events (the agent process interface)",
 )
-async def process(
-    request: Request, body: ProcessRequest, services: Annotated[Services, Depends(services_dependency)]
-) -> Any:
+async def process(request: Request, body: ProcessRequest, services: Svc) -> Any:
     question = process_question(services, body, request.headers)
 
     async def lines() -> AsyncIterator[str]:

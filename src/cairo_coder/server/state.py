@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
-
-from fastapi import Request
-from starlette.requests import HTTPConnection
 
 from cairo_coder.agents import AgentFactory
 from cairo_coder.config import Settings
@@ -18,7 +13,7 @@ from cairo_coder.llm import LLMRouter
 from cairo_coder.programs.suggestions import SuggestionsProgram
 from cairo_coder.server.errors import APIError
 from cairo_coder.store import DocumentStore
-from cairo_coder.store.insights import InsightsRecorder, hash_user
+from cairo_coder.store.insights import InsightsRecorder
 
 
 class ConcurrencyLimiter:
@@ -65,25 +60,3 @@ class Services:
     salt: str = ""
     started_at: float = field(default_factory=time.time)
     warm: bool = False  # the embedding model is loaded and one search ran (app.warm_up); /ready waits for it
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-
-    def user_hash(self, headers: Mapping[str, str]) -> str | None:
-        user = headers.get("x-user-id") or headers.get("x-api-key") or _bearer(headers.get("authorization"))
-        return hash_user(self.salt, user)
-
-
-def _bearer(value: str | None) -> str | None:
-    if value and value.lower().startswith("bearer "):
-        return value[7:].strip() or None
-    return None
-
-
-def get_services(connection: HTTPConnection) -> Services:
-    services: Services | None = getattr(connection.app.state, "services", None)
-    if services is None:
-        raise APIError(503, "the server is starting or stopping; retry shortly", code="not_ready")
-    return services
-
-
-def services_dependency(request: Request) -> Services:
-    return get_services(request)
