@@ -19,7 +19,7 @@ async def _ingest_if_empty(settings: Settings) -> None:
 
     store = await _open_store(settings)
     try:
-        documents = int(await store.pool.fetchval("SELECT count(*) FROM documents") or 0)
+        documents = await store.count_documents()
     finally:
         await store.close()
     if documents:

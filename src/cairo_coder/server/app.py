@@ -31,7 +31,7 @@ from cairo_coder.server.protocol import STATE_KEY as READ_TIMEOUT_KEY
 from cairo_coder.server.security import LOOPBACK_HOSTS, HostOriginGuard
 from cairo_coder.server.state import ConcurrencyLimiter, Services
 from cairo_coder.store import DocumentStore
-from cairo_coder.store.insights import InsightsRecorder, insights_salt
+from cairo_coder.store.insights import start_recorder
 from cairo_coder.tokens import count_tokens
 
 logger = logging.getLogger(__name__)
@@ -61,9 +61,7 @@ async def open_services(
         recorder = None
         salt = settings.server.insights_salt
         if settings.server.insights:
-            salt = await insights_salt(store.pool, salt)
-            recorder = InsightsRecorder(store.pool, settings.server.insights_queue_size)
-            recorder.start()
+            recorder, salt = await start_recorder(store, salt, settings.server.insights_queue_size)
     except BaseException:
         await store.close()
         raise

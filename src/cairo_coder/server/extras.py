@@ -15,7 +15,7 @@ from cairo_coder.server.answering import check_limits
 from cairo_coder.server.deps import AdminSvc, Svc, user_hash
 from cairo_coder.server.errors import error_responses, from_exception
 from cairo_coder.server.schemas import InsightPage, InsightRecord, SuggestionsRequest, SuggestionsResponse
-from cairo_coder.store.insights import MAX_PAGE_SIZE, InsightFilter, query_insights
+from cairo_coder.store.insights import MAX_PAGE_SIZE, InsightFilter, find_insights
 
 router = APIRouter()
 
@@ -82,6 +82,6 @@ async def insights(
         cursor=cursor,
         limit=limit,
     )
-    rows, has_more = await services.store.retrying(lambda: query_insights(services.store.pool, where), "insights query")
+    rows, has_more = await find_insights(services.store, where)
     records = [InsightRecord.model_validate(r) for r in rows]
     return InsightPage(data=records, has_more=has_more, next_cursor=records[-1].id if has_more and records else None)

@@ -15,12 +15,15 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from cairo_coder.sanitize import clean_json, clean_text
 from cairo_coder.store.database import CONNECTION_ERRORS
+
+if TYPE_CHECKING:
+    from cairo_coder.store.documents import DocumentStore
 
 logger = logging.getLogger(__name__)
 
@@ -227,3 +230,19 @@ def _record(row: asyncpg.Record) -> dict[str, Any]:
         data[key] = json.loads(value) if isinstance(value, str) else (value or ([] if key != "usage" else {}))
     data["created_at"] = data["created_at"].isoformat()
     return data
+
+
+# The store's pool stays inside store/: the server reaches query insights through these two.
+
+
+async def start_recorder(store: DocumentStore, configured_salt: str, queue_size: int) -> tuple[InsightsRecorder, str]:
+    """A started recorder writing to ``store``, and the salt of its user hashes (see :func:`insights_salt`)."""
+    salt = await insights_salt(store.pool, configured_salt)
+    recorder = InsightsRecorder(store.pool, queue_size)
+    recorder.start()
+    return recorder, salt
+
+
+async def find_insights(store: DocumentStore, where: InsightFilter) -> tuple[list[dict[str, Any]], bool]:
+    """:func:`query_insights` on ``store``, retried through a lost or restarting database."""
+    return await store.retrying(lambda: query_insights(store.pool, where), "insights query")
