@@ -184,7 +184,6 @@ class CallOutcome:
     """What the model calls of one stage reported beyond their text."""
 
     truncated: bool = False  # a response stopped at max_tokens
-    attempts: int = 0
 
 
 _OUTCOME: ContextVar[CallOutcome | None] = ContextVar("cairo_coder_call_outcome", default=None)

@@ -43,6 +43,18 @@ def final_error(exc: BaseException, attempts: int) -> BaseException:
     return error
 
 
+async def wait_before_retry(exc: Exception, attempt: int, retries: int, max_wait: float) -> None:
+    """After attempt ``attempt`` failed with ``exc``: wait the policy's delay, or raise the final error (ours, saying
+    how many attempts were made). The one loop body of every retry, streamed generation's included."""
+    delay = retry_delay(exc, attempt, retries, max_wait)
+    if delay is None:
+        raised = final_error(exc, attempt + 1)
+        if raised is exc:
+            raise exc  # not ours to translate: unchanged, its own cause kept
+        raise raised from exc
+    await asyncio.sleep(delay)
+
+
 async def retrying(call: Callable[[], Awaitable[T]], retries: int, max_wait: float) -> T:
     """``call()`` under the retry policy; the last failure is raised as our precise :class:`LLMError`."""
     attempt = 0
@@ -50,14 +62,8 @@ async def retrying(call: Callable[[], Awaitable[T]], retries: int, max_wait: flo
         try:
             return await call()
         except Exception as exc:
-            delay = retry_delay(exc, attempt, retries, max_wait)
-            if delay is None:
-                raised = final_error(exc, attempt + 1)
-                if raised is exc:
-                    raise
-                raise raised from exc
+            await wait_before_retry(exc, attempt, retries, max_wait)
             attempt += 1
-            await asyncio.sleep(delay)
 
 
-__all__ = ["final_error", "retry_delay", "retrying"]
+__all__ = ["final_error", "retry_delay", "retrying", "wait_before_retry"]

@@ -8,7 +8,6 @@ formatted for a coding agent, and needs no language model (the raw query is then
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from dspy.utils.usage_tracker import track_usage
 from cairo_coder.citations import check_citations
 from cairo_coder.config import PipelineSettings
 from cairo_coder.llm import LLMIncompleteError, LLMRouter, Stage, observe_calls, translate_error, usage_from
-from cairo_coder.llm_calls import final_error, retry_delay, retrying
+from cairo_coder.llm_calls import retrying, wait_before_retry
 from cairo_coder.programs.adapter import ADAPTER
 from cairo_coder.programs.generation import GenerationProgram, format_context
 from cairo_coder.programs.query_processor import QueryProcessorProgram, raw_processed_query
@@ -389,14 +388,8 @@ class RagPipeline:
                             f"{translated or type(exc).__name__}); ask again",
                             model=getattr(exc, "model", None),
                         ) from exc
-                    delay = retry_delay(exc, attempt, settings.retries, settings.max_retry_wait)
-                    if delay is None:
-                        raised = final_error(exc, attempt + 1)
-                        if raised is exc:
-                            raise
-                        raise raised from exc
+                    await wait_before_retry(exc, attempt, settings.retries, settings.max_retry_wait)
                     attempt += 1
-                    await asyncio.sleep(delay)
 
 
 def error_payload(exc: BaseException) -> dict[str, Any]:

@@ -4,7 +4,7 @@ shared by the pipeline and server tests, and settings that point every LLM call 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -18,6 +18,7 @@ from cairo_coder.store.embedded import EmbeddedPostgres
 from cairo_coder.types import DocumentSource
 from tests.conftest import database_url, make_settings
 from tests.fake_openai import FakeOpenAI
+from tests.integration.live_server import LiveServer
 from tests.integration.mini_corpus import write_mini_corpus
 
 EXTRA_PAGES = {
@@ -82,3 +83,18 @@ def fake() -> Iterator[FakeOpenAI]:
 def reset_fake(request: pytest.FixtureRequest) -> None:
     if "fake" in request.fixturenames:
         request.getfixturevalue("fake").reset()
+
+
+@pytest.fixture(scope="module")
+def start(kb_url: str, local_embedder: LocalEmbedder) -> Iterator[Callable[..., LiveServer]]:
+    """Start a live server on the knowledge base with the given settings; all stopped at the module's end."""
+    servers: list[LiveServer] = []
+
+    def run(settings: Settings) -> LiveServer:
+        live = LiveServer(settings, local_embedder).start()
+        servers.append(live)
+        return live
+
+    yield run
+    for live in servers:
+        live.stop()

@@ -17,26 +17,11 @@ import openai
 import pytest
 from websockets.sync.client import connect
 
-from cairo_coder.embeddings import LocalEmbedder
 from tests.fake_openai import FakeOpenAI
 from tests.integration.conftest import llm_settings
 from tests.integration.live_server import LiveServer
 
 QUESTION = "How do I declare storage variables in a contract?"
-
-
-@pytest.fixture(scope="module")
-def start(kb_url: str, local_embedder: LocalEmbedder) -> Iterator[Callable[..., LiveServer]]:
-    servers: list[LiveServer] = []
-
-    def run(settings: Any) -> LiveServer:
-        live = LiveServer(settings, local_embedder).start()
-        servers.append(live)
-        return live
-
-    yield run
-    for live in servers:
-        live.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -21,7 +20,6 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from cairo_coder.config import ServerSettings
-from cairo_coder.embeddings import LocalEmbedder
 from cairo_coder.server.security import allowed_host_names, host_name
 from tests.fake_openai import FakeOpenAI
 from tests.integration.conftest import llm_settings
@@ -29,20 +27,6 @@ from tests.integration.live_server import LiveServer
 
 QUESTION = "How do I declare storage variables in a contract?"
 ATTACKER = "http://attacker.example"
-
-
-@pytest.fixture(scope="module")
-def start(kb_url: str, local_embedder: LocalEmbedder) -> Iterator[Callable[..., LiveServer]]:
-    servers: list[LiveServer] = []
-
-    def run(settings: Any) -> LiveServer:
-        live = LiveServer(settings, local_embedder).start()
-        servers.append(live)
-        return live
-
-    yield run
-    for live in servers:
-        live.stop()
 
 
 def chat(server: LiveServer, headers: dict[str, str]) -> httpx.Response:

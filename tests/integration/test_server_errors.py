@@ -13,7 +13,6 @@ import httpx
 import openai
 import pytest
 
-from cairo_coder.embeddings import LocalEmbedder
 from tests.conftest import make_settings
 from tests.fake_openai import FakeOpenAI
 from tests.integration.conftest import llm_settings
@@ -21,20 +20,6 @@ from tests.integration.live_server import LiveServer
 
 QUESTION = "How do I declare storage variables in a contract?"
 KEY = "client-key-1"
-
-
-@pytest.fixture(scope="module")
-def start(kb_url: str, local_embedder: LocalEmbedder) -> Iterator[Callable[..., LiveServer]]:
-    servers: list[LiveServer] = []
-
-    def run(settings: Any) -> LiveServer:
-        live = LiveServer(settings, local_embedder).start()
-        servers.append(live)
-        return live
-
-    yield run
-    for live in servers:
-        live.stop()
 
 
 @pytest.fixture(scope="module")

@@ -40,10 +40,7 @@ class Question:
     def __post_init__(self) -> None:
         # Client text is made storable and encodable once, here, for every transport (see sanitize.py).
         self.query = clean_text(self.query)
-        self.history = [
-            m if clean_text(m.content) == m.content else m.model_copy(update={"content": clean_text(m.content)})
-            for m in self.history
-        ]
+        self.history = [m.model_copy(update={"content": clean_text(m.content)}) for m in self.history]
         if self.conversation_id is not None:
             self.conversation_id = clean_text(self.conversation_id)
 
