@@ -29,9 +29,8 @@ async def run(embeddings: str) -> None:
     shutil.rmtree(settings.database.resolved_data_dir(), ignore_errors=True)
     started = time.perf_counter()
     embedder = create_embedder(settings.embeddings)
-    store = await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True)
-    try:
-        sources = [s for s in settings.sources if (CORPUS / s.value).is_dir()]
+    async with await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True) as store:
+        sources = [s for s in settings.sources if (CORPUS / s).is_dir()]
         for label in ("full ingest", "re-run, nothing changed"):
             pass_started = time.perf_counter()
             ingester = Ingester(settings, store)
@@ -48,8 +47,6 @@ async def run(embeddings: str) -> None:
             seconds = time.perf_counter() - pass_started
             print(f"{'total':<18} chunks {total_chunks:5d}  {seconds:6.1f} s  {total_chunks / seconds:7.1f} chunks/s")
         print(f"\nwall time including store start and model load: {time.perf_counter() - started:.1f} s")
-    finally:
-        await store.close()
 
 
 def main() -> None:

@@ -95,7 +95,7 @@ async def run_mode(
         events = [e async for e in factory.create_agent().stream(question, mcp_mode=mcp)]
         total = time.perf_counter() - started
         if events[-1].type != "end":
-            raise SystemExit(f"request failed: {events[-1].data}")
+            raise SystemExit(f"request failed: {events[-1]}")
         totals.append(total * 1000)
         lms.append(timer.total * 1000)
         embeds.append(embedder.total * 1000)
@@ -120,12 +120,11 @@ async def bench(args: argparse.Namespace, base_url: str) -> None:
     settings = bench_settings(f"pipeline-{args.embeddings}", **env)
     inner = create_embedder(settings.embeddings, settings.llm)
     embedder = TimedEmbedder(inner)
-    store = await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True)
-    try:
+    async with await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True) as store:
         started = time.perf_counter()
         ingester = Ingester(settings, store)
         for source in sorted(settings.sources):
-            if (CORPUS / source.value).is_dir():
+            if (CORPUS / source).is_dir():
                 await ingester.ingest_source(source, CORPUS)
         chunks = await store.pool.fetchval("SELECT count(*) FROM documents")
         print(
@@ -142,8 +141,6 @@ async def bench(args: argparse.Namespace, base_url: str) -> None:
             f"\nLLM calls per full answer: 2 (query processing, streamed generation); "
             f"MCP mode: 1 (query processing). Total LM calls measured: {timer.calls}"
         )
-    finally:
-        await store.close()
 
 
 def main() -> None:

@@ -151,14 +151,13 @@ async def grow(store: DocumentStore, target: int) -> None:
 
 async def run(chunks: int, repeat: int) -> None:
     settings = bench_settings("search")
-    store = await DocumentStore.open(
+    async with await DocumentStore.open(
         settings.database, create_embedder(settings.embeddings), settings.search, for_writing=True
-    )
-    try:
+    ) as store:
         if not await store.pool.fetchval("SELECT count(*) FROM documents"):
             print("ingesting the shared corpus (once)...")
             ingester = Ingester(settings, store)
-            for source in [s for s in settings.sources if (CORPUS / s.value).is_dir()]:
+            for source in [s for s in settings.sources if (CORPUS / s).is_dir()]:
                 await ingester.ingest_source(source, CORPUS)
         queries = [json.loads(line)["query"] for line in DATASET.read_text().splitlines() if line.strip()]
         await shrink(store)
@@ -168,8 +167,6 @@ async def run(chunks: int, repeat: int) -> None:
             print(f"\ngrowing the store to {chunks} chunks...")
             await grow(store, chunks)
             await measure(store, queries, repeat, f"{chunks} chunks")
-    finally:
-        await store.close()
 
 
 def main() -> None:

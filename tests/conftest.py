@@ -47,21 +47,31 @@ def database_url(server: EmbeddedPostgres, name: str) -> str:
     return f"{prefix.rsplit('/', 1)[0]}/{name}?{query}"
 
 
-@pytest.fixture
-async def db_url(pg_server: EmbeddedPostgres) -> AsyncIterator[str]:
-    """A fresh, empty database on the session's server."""
-    name = f"test_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(pg_server.uri)
+async def create_database(server: EmbeddedPostgres, name: str) -> str:
+    """Create the (empty) database ``name`` on ``server``; its URL."""
+    admin = await asyncpg.connect(server.uri)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    yield database_url(pg_server, name)
-    admin = await asyncpg.connect(pg_server.uri)
+    return database_url(server, name)
+
+
+async def drop_database(server: EmbeddedPostgres, name: str) -> None:
+    """Drop the database ``name`` on ``server`` if it exists, whoever is still connected to it."""
+    admin = await asyncpg.connect(server.uri)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def db_url(pg_server: EmbeddedPostgres) -> AsyncIterator[str]:
+    """A fresh, empty database on the session's server."""
+    name = f"test_{uuid.uuid4().hex[:10]}"
+    yield await create_database(pg_server, name)
+    await drop_database(pg_server, name)
 
 
 def make_settings(url: str, **env: str) -> Settings:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cairo_coder.config import Settings
 from cairo_coder.embeddings import Embedder
+from cairo_coder.errors import InvalidRequestError
 from cairo_coder.llm import LLMRouter
 from cairo_coder.pipeline import RagPipeline
 from cairo_coder.programs.generation import CairoGenerationSignature, GenerationProgram, ScarbGenerationSignature
@@ -27,13 +28,14 @@ from cairo_coder.programs.query_processor import (
 from cairo_coder.programs.retriever import DocumentRetrieverProgram
 from cairo_coder.programs.templates import resolve_template
 from cairo_coder.store.documents import DocumentStore
-from cairo_coder.types import AgentConfiguration
+from cairo_coder.types import AgentConfiguration, DocumentSource
 
 
-class UnknownAgentError(LookupError):
+class UnknownAgentError(InvalidRequestError):
     """The requested agent id is not declared; the message lists the known ids."""
 
     kind = "unknown_agent"
+    status = 404
 
     def __init__(self, agent_id: str, known: list[str]) -> None:
         self.agent_id = agent_id
@@ -64,10 +66,14 @@ def build_programs(
     """The programs of one agent, with optimized versions loaded from ``pipeline.optimized_dir`` if present."""
     pipeline = settings.pipeline
     scarb = agent.program == "scarb"
+    builtin = {s.value for s in DocumentSource}
     query_processor = QueryProcessorProgram(
         ScarbQuerySignature if scarb else CairoQuerySignature,
         SCARB_DEMOS if scarb else CAIRO_DEMOS,
         pipeline.max_search_queries,
+        extra_sources={
+            s: settings.sources[s].description or settings.sources[s].name for s in agent.sources if s not in builtin
+        },
     )
     generation = GenerationProgram(ScarbGenerationSignature if scarb else CairoGenerationSignature)
     retriever = DocumentRetrieverProgram(
@@ -75,6 +81,7 @@ def build_programs(
         embedder,
         candidates_per_query=pipeline.candidates_per_query,
         max_search_queries=pipeline.max_search_queries,
+        all_sources=list(settings.sources),
     )
     prefix = "scarb_" if scarb else ""
     optimized: dict[str, Path] = {}

@@ -23,7 +23,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from cairo_coder.config import EmbeddingSettings, LLMSettings, provider_of
+from cairo_coder.config import LOCAL_DIMENSIONS, EmbeddingSettings, LLMSettings, provider_of
+from cairo_coder.errors import CairoCoderError
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +35,11 @@ BASE64_PROVIDERS = frozenset({"openai", "azure"})
 warnings.filterwarnings("ignore", message="Pydantic serializer warnings", category=UserWarning)
 
 
-class EmbeddingError(Exception):
+class EmbeddingError(CairoCoderError):
     """Embedding failed (after retries for transient errors)."""
 
     kind = "embedding_unavailable"
+    status = 503
 
 
 class EmbeddingConfigError(EmbeddingError):
@@ -143,7 +145,7 @@ class LocalEmbedder:
 
     @property
     def dimensions(self) -> int:
-        return 384
+        return LOCAL_DIMENSIONS  # MiniLM-L6 has one output size
 
     def _load(self) -> Any:
         with self._lock:

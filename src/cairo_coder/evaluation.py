@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from cairo_coder.errors import InvalidRequestError
 from cairo_coder.language import detect_language
 from cairo_coder.types import SearchResult
 
@@ -41,7 +42,7 @@ class EvalItem(BaseModel):
     note: str = ""
 
 
-class DatasetError(Exception):
+class DatasetError(InvalidRequestError):
     """The dataset file is missing or a line is not a valid item; the message names the line."""
 
     kind = "invalid_dataset"

@@ -29,6 +29,7 @@ from typing import Any, Literal
 import dspy
 
 from cairo_coder.config import LLMSettings, provider_of
+from cairo_coder.errors import CairoCoderError
 from cairo_coder.types import AgentConfiguration, Usage
 
 logger = logging.getLogger(__name__)
@@ -49,10 +50,11 @@ NOT_CONFIGURED_HINT = (
 )
 
 
-class LLMError(Exception):
-    """A language-model failure the caller can act on. ``kind`` is stable; the server maps it to a status."""
+class LLMError(CairoCoderError):
+    """A language-model failure the caller can act on (the tree: errors.py)."""
 
     kind = "llm_error"
+    status = 503
 
     def __init__(self, message: str, *, model: str | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -70,6 +72,7 @@ class LLMRateLimitError(LLMError):
     """The provider kept rate-limiting the request after every retry."""
 
     kind = "llm_rate_limited"
+    status = 429
 
 
 class LLMUnavailableError(LLMError):
@@ -88,18 +91,21 @@ class LLMRequestError(LLMError):
     """The provider rejected the request (bad model name, context too long, content policy...)."""
 
     kind = "llm_bad_request"
+    status = 400
 
 
 class LLMOutputError(LLMError):
     """The model's answer could not be used: no choices, or not parseable into the program's output fields."""
 
     kind = "llm_bad_output"
+    status = 502
 
 
 class LLMIncompleteError(LLMError):
     """The model's streamed answer broke off after part of it was shown (connection lost mid-stream)."""
 
     kind = "llm_incomplete"
+    status = 502
 
 
 RETRYABLE: tuple[type[LLMError], ...] = (LLMRateLimitError, LLMUnavailableError)
@@ -133,7 +139,10 @@ def translate_error(exc: BaseException) -> LLMError | None:
             f"the language model's answer{where} did not have the expected fields ({fields})", model=model
         )
     if not isinstance(exc, dx.LMError):
-        return None
+        wrapped = _as_dspy_error(exc)
+        if wrapped is None:
+            return None
+        exc = wrapped
     detail = provider_detail(exc)
     retry_after = retry_after_of(exc)
     if isinstance(exc, dx.LMRateLimitError):
@@ -153,6 +162,25 @@ def translate_error(exc: BaseException) -> LLMError | None:
     return LLMUnavailableError(
         f"the language model{where} is unavailable: {detail}", model=model, retry_after=retry_after
     )
+
+
+def _as_dspy_error(exc: BaseException) -> BaseException | None:
+    """A LiteLLM, OpenAI-SDK or lm15 exception that escaped DSPy's engine boundary (a stream that broke while
+    being read, for one), as the DSPy error the boundary would have raised; None for anything else."""
+    from dspy import lm15
+
+    module = type(exc).__module__
+    if not (isinstance(exc, lm15.LM15Error) or module.startswith(("litellm", "openai"))):
+        return None
+    from dspy.clients.engines.litellm_errors import to_lm15_error
+    from dspy.clients.errors import wrap_error
+
+    model = getattr(exc, "model", None) or ""
+    canonical = exc if isinstance(exc, lm15.LM15Error) else to_lm15_error(exc, model=model)
+    wrapped: BaseException = wrap_error(canonical, model=model)
+    if wrapped is not exc and wrapped.__cause__ is None:
+        wrapped.__cause__ = exc
+    return wrapped
 
 
 def retry_after_of(exc: BaseException) -> float | None:

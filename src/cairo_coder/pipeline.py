@@ -1,7 +1,7 @@
 """RagPipeline: query processing → retrieval → generation, as an async stream of events.
 
-Event order: ``processing``* → ``sources`` → ``response``* → ``final_response`` → ``end``; on failure one
-``error`` event and nothing after it. The non-streaming :meth:`RagPipeline.run` consumes the very same events,
+Event order (events.py): Processing* → Sources → Text* → Final → End; on failure one ErrorEvent and nothing
+after it. The non-streaming :meth:`RagPipeline.run` consumes the very same events,
 so both paths return the same answer and sources. MCP mode skips generation and returns the documentation
 formatted for a coding agent, and needs no language model (the raw query is then the search query).
 """
@@ -20,13 +20,14 @@ from dspy.utils.usage_tracker import track_usage
 
 from cairo_coder.citations import check_citations
 from cairo_coder.config import PipelineSettings
+from cairo_coder.errors import InvalidRequestError
+from cairo_coder.events import Accumulator, End, ErrorEvent, Final, Processing, Sources, StreamEvent, Text
 from cairo_coder.llm import LLMIncompleteError, LLMRouter, Stage, observe_calls, translate_error, usage_from
 from cairo_coder.llm_calls import retrying, wait_before_retry
 from cairo_coder.programs.adapter import ADAPTER
 from cairo_coder.programs.generation import GenerationProgram, format_context
 from cairo_coder.programs.query_processor import QueryProcessorProgram, raw_processed_query
 from cairo_coder.programs.retriever import DocumentRetrieverProgram
-from cairo_coder.store.database import failure_reason, is_connection_error
 from cairo_coder.tokens import count_tokens, count_tokens_cached, truncate_to_tokens
 from cairo_coder.types import (
     AgentConfiguration,
@@ -36,7 +37,6 @@ from cairo_coder.types import (
     RequestUsage,
     SearchResult,
     SourceInfo,
-    StreamEvent,
 )
 
 logger = logging.getLogger(__name__)
@@ -167,13 +167,13 @@ class RagPipeline:
         mcp_mode: bool = False,
         options: GenerationOptions | None = None,
     ) -> AsyncIterator[StreamEvent]:
-        """The events of one request; a failure becomes one ``error`` event, and nothing follows it."""
+        """The events of one request; a failure becomes one :class:`ErrorEvent`, and nothing follows it."""
         try:
             state: dict[str, Any] = {"options": options or GenerationOptions()}
             async for event in self._events(query, chat_history, mcp_mode, RequestUsage(), state):
                 yield event
         except Exception as exc:
-            yield StreamEvent(type="error", data=error_payload(exc))
+            yield ErrorEvent.of(exc)
 
     async def run(
         self,
@@ -186,23 +186,19 @@ class RagPipeline:
         """The same events consumed whole; raises the precise exception instead of an ``error`` event."""
         usage = RequestUsage()
         state: dict[str, Any] = {"options": options or GenerationOptions()}
-        final: dict[str, Any] = {}
-        sources: list[SourceInfo] = []
+        seen = Accumulator()
         async for event in self._events(query, chat_history, mcp_mode, usage, state):
-            if event.type == "sources":
-                sources = [SourceInfo.model_validate(s) for s in event.data]
-            elif event.type == "final_response":
-                final = event.data
+            seen.add(event)
         return RagResult(
-            answer=final.get("answer", ""),
-            sources=sources,
+            answer=seen.answer if seen.final is not None else "",
+            sources=seen.sources,
             usage=usage,
             documents=state.get("documents", []),
             processed_query=state.get("processed"),
             mcp_mode=mcp_mode,
-            citations=list(final.get("citations", [])),
-            unknown_citations=list(final.get("unknown_citations", [])),
-            finish_reason=str(final.get("finish_reason") or "stop"),
+            citations=seen.citations,
+            unknown_citations=seen.unknown_citations,
+            finish_reason=seen.finish_reason,
         )
 
     async def retrieve(
@@ -213,7 +209,7 @@ class RagPipeline:
         (``cairo-coder eval retrieval --agent``); it needs the query-processing model, and says so without one.
         """
         if not query.strip():
-            raise ValueError("the query is empty")
+            raise InvalidRequestError("the query is empty")
         self.router.lm("query_processing", self.agent)  # LLMNotConfiguredError names the settings to provide
         usage = RequestUsage()
         processed = await self._process_query(
@@ -227,36 +223,30 @@ class RagPipeline:
         self, query: str, history: Sequence[Message], mcp_mode: bool, usage: RequestUsage, state: dict[str, Any]
     ) -> AsyncIterator[StreamEvent]:
         if not query.strip():
-            raise ValueError("the query is empty")
+            raise InvalidRequestError("the query is empty")
         agent = self.agent
         history_text = format_history(history, self.settings.max_history)
         options: GenerationOptions = state["options"]
         if not mcp_mode:
             # Fail before any work when the answer cannot be generated (names the settings to provide).
             self.router.lm("generation", agent)
-        yield StreamEvent(type="processing", data={"stage": "query_processing", "message": "Processing query"})
+        yield Processing("query_processing", "Processing query")
         processed = await self._process_query(query, history_text, mcp_mode, usage)
         state["processed"] = processed
-        yield StreamEvent(
-            type="processing",
-            data={
-                "stage": "retrieval",
-                "message": "Retrieving documentation",
-                "search_queries": processed.search_queries,
-                "resources": [r.value for r in processed.resources],
-            },
+        yield Processing(
+            "retrieval",
+            "Retrieving documentation",
+            search_queries=tuple(processed.search_queries),
+            resources=tuple(processed.resources),
         )
         documents = await self._retrieve(processed, mcp_mode, usage)
         state["documents"] = documents
-        yield StreamEvent(type="sources", data=[s.model_dump(mode="json") for s in source_infos(documents)])
+        yield Sources(tuple(source_infos(documents)))
         if mcp_mode:
             text = format_for_agent(documents, self.settings.mcp_max_tokens)
-            yield StreamEvent(type="response", data=text)
-            yield StreamEvent(
-                type="final_response",
-                data={"answer": text, "usage": usage.model_dump(), "citations": [], "unknown_citations": []},
-            )
-            yield StreamEvent(type="end")
+            yield Text(text)
+            yield Final(text, usage)
+            yield End()
             return
         answer_parts: list[str] = []
         final = ""
@@ -264,31 +254,27 @@ class RagPipeline:
             async for piece, prediction in self._generate(processed, documents, history_text, usage, options):
                 if piece:
                     answer_parts.append(piece)
-                    yield StreamEvent(type="response", data=piece)
+                    yield Text(piece)
                 if prediction is not None:
                     final = str(getattr(prediction, "answer", "") or "")
         streamed = "".join(answer_parts)
         if final and not streamed:
-            yield StreamEvent(type="response", data=final)  # cache hit or a model that does not stream
+            yield Text(final)  # cache hit or a model that does not stream
         answer = final or streamed
         citations = check_citations(answer, len(documents))
         if citations.unknown:
             logger.warning("the answer cites %s, which no source has (%d sources)", citations.unknown, len(documents))
         # "length": the model stopped at max_tokens, the answer is incomplete; clients must learn it.
-        finish_reason = "length" if outcome.truncated else "stop"
         if outcome.truncated:
             logger.warning("the answer was cut at the token limit (max_tokens)")
-        yield StreamEvent(
-            type="final_response",
-            data={
-                "answer": answer,
-                "usage": usage.model_dump(),
-                "citations": citations.cited,
-                "unknown_citations": citations.unknown,
-                "finish_reason": finish_reason,
-            },
+        yield Final(
+            answer,
+            usage,
+            citations=tuple(citations.cited),
+            unknown_citations=tuple(citations.unknown),
+            finish_reason="length" if outcome.truncated else "stop",
         )
-        yield StreamEvent(type="end")
+        yield End()
 
     @contextmanager
     def _stage(self, stage: Stage, usage: RequestUsage, options: GenerationOptions | None = None) -> Iterator[None]:
@@ -392,27 +378,4 @@ class RagPipeline:
                     attempt += 1
 
 
-def error_payload(exc: BaseException) -> dict[str, Any]:
-    """What an ``error`` event carries: a message for people, a stable type for programs; never a traceback."""
-    translated = translate_error(exc) if isinstance(exc, Exception) else None
-    if translated is not None:
-        payload: dict[str, Any] = {"type": translated.kind, "message": str(translated)}
-        if translated.retry_after is not None:
-            payload["retry_after"] = translated.retry_after
-        return payload
-    kind = getattr(exc, "kind", None)
-    if isinstance(kind, str):
-        return {"type": kind, "message": str(exc)}
-    if is_connection_error(exc):  # a driver failure outside the store's retries: still the database's, not ours
-        logger.warning("database connection failure outside a retried operation", exc_info=exc)
-        return {
-            "type": "database_unavailable",
-            "message": f"the database is unreachable ({failure_reason(exc)}); retry shortly",
-        }
-    if isinstance(exc, ValueError):
-        return {"type": "invalid_request", "message": str(exc)}
-    logger.exception("pipeline failure", exc_info=exc)
-    return {"type": "internal_error", "message": f"internal error ({type(exc).__name__}); see the server log"}
-
-
-__all__ = ["GenerationOptions", "RagPipeline", "RagResult", "error_payload"]
+__all__ = ["GenerationOptions", "RagPipeline", "RagResult"]

@@ -17,7 +17,9 @@ NO_HISTORY = "(no earlier messages)"
 
 
 class DocumentSource(StrEnum):
-    """The documentation sources of the original system; values are the ids used in TOML, the API and the DB."""
+    """The built-in documentation sources (those of the original system); values are the ids used in TOML, the
+    API and the database. The registry is open: ``[sources.<id>]`` in the configuration declares more, so source
+    ids are plain strings everywhere else, checked against ``Settings.sources``."""
 
     CAIRO_BOOK = "cairo_book"
     STARKNET_DOCS = "starknet_docs"
@@ -88,7 +90,7 @@ class ProcessedQuery(BaseModel):
 
     original: str
     search_queries: list[str] = Field(default_factory=list)
-    resources: list[DocumentSource] = Field(default_factory=list)
+    resources: list[str] = Field(default_factory=list)
     is_contract_related: bool = False
     is_test_related: bool = False
 
@@ -96,7 +98,7 @@ class ProcessedQuery(BaseModel):
 class RagSearchConfig(BaseModel):
     """Retrieval parameters of one agent."""
 
-    sources: list[DocumentSource] = Field(default_factory=lambda: list(DocumentSource))
+    sources: list[str] = Field(default_factory=lambda: [s.value for s in DocumentSource])
     max_source_count: int = Field(default=10, ge=1, le=100)
     similarity_threshold: float = Field(default=0.0, ge=-1.0, le=1.0)
     mode: SearchMode = "hybrid"
@@ -108,7 +110,8 @@ class AgentConfiguration(BaseModel):
     id: str
     name: str
     description: str = ""
-    sources: list[DocumentSource] = Field(default_factory=lambda: list(DocumentSource))
+    # Source ids of the registry (checked by Settings); an agent that names none searches every declared source.
+    sources: list[str] = Field(default_factory=lambda: [s.value for s in DocumentSource])
     max_source_count: int = Field(default=10, ge=1, le=100)
     similarity_threshold: float = Field(default=0.0, ge=-1.0, le=1.0)
     chat_model: str | None = Field(default=None, description="Generation model of this agent (LiteLLM string).")

@@ -7,7 +7,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from cairo_coder.config import Settings
@@ -16,7 +15,7 @@ from cairo_coder.ingest.loader import Ingester
 from cairo_coder.store import DocumentStore
 from cairo_coder.store.embedded import EmbeddedPostgres
 from cairo_coder.types import DocumentSource
-from tests.conftest import database_url, make_settings
+from tests.conftest import create_database, drop_database, make_settings
 from tests.fake_openai import FakeOpenAI
 from tests.integration.live_server import LiveServer
 from tests.integration.mini_corpus import write_mini_corpus
@@ -40,13 +39,10 @@ async def build_kb(url: str, work_dir: Path, embedder: LocalEmbedder) -> None:
         (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
         (corpus / rel).write_text(text)
     settings = make_settings(url)
-    store = await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True)
-    try:
+    async with await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True) as store:
         ingester = Ingester(settings, store)
         for source in ("cairo_book", "scarb_docs", "starknet_foundry", "starknet_js"):
             await ingester.ingest_source(DocumentSource(source), corpus)
-    finally:
-        await store.close()
 
 
 @pytest.fixture(scope="session")
@@ -55,15 +51,10 @@ async def kb_url(
 ) -> AsyncIterator[str]:
     """A database holding the mini corpus plus a Foundry and a Starknet.js page, indexed with the local embedder."""
     name = f"kb_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(pg_server.uri)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    url = database_url(pg_server, name)
+    url = await create_database(pg_server, name)
     await build_kb(url, tmp_path_factory.mktemp("corpus"), local_embedder)
     yield url
-    admin = await asyncpg.connect(pg_server.uri)
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    await drop_database(pg_server, name)
 
 
 def llm_settings(url: str, fake: FakeOpenAI, **env: str) -> Settings:

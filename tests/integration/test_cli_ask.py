@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.fake_openai import FakeOpenAI
+from tests.helpers import run_cli
 from tests.integration.mini_corpus import write_mini_corpus
 
 
 def cli(db_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("CAIRO_CODER_") and not k.endswith("_API_KEY") and k != "OPENAI_BASE_URL"
-    }
-    base.update({"DATABASE_URL": db_url, "CAIRO_CODER_EMBEDDINGS__PROVIDER": "none", **env})
-    return subprocess.run(
-        [sys.executable, "-m", "cairo_coder", *args], capture_output=True, text=True, env=base, timeout=300
+    return run_cli(
+        *args,
+        env={"DATABASE_URL": db_url, "CAIRO_CODER_EMBEDDINGS__PROVIDER": "none", **env},
+        unset=("CAIRO_CODER_*", "*_API_KEY", "OPENAI_BASE_URL"),
     )
 
 

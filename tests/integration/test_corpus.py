@@ -4,9 +4,7 @@ summary, retrieval quality against the targets, corelib exact lookups, every mod
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,8 +20,9 @@ from cairo_coder.ingest.loader import Ingester, SourceReport
 from cairo_coder.store import DocumentStore
 from cairo_coder.store.embedded import EmbeddedPostgres
 from cairo_coder.types import DocumentSource
-from tests.conftest import REPO, corpus_dir, database_url, eval_dataset, make_settings, shared_dir
+from tests.conftest import REPO, corpus_dir, create_database, drop_database, eval_dataset, make_settings, shared_dir
 from tests.fake_openai import FakeOpenAI
+from tests.helpers import run_cli
 
 CORPUS_SOURCES = [
     DocumentSource(s)
@@ -55,11 +54,8 @@ class Corpus:
 async def corpus(pg_server: EmbeddedPostgres, local_embedder: LocalEmbedder) -> AsyncIterator[Corpus]:
     if not (corpus_dir() / "MANIFEST.json").is_file():
         pytest.fail(f"the shared corpus is missing at {corpus_dir()} (set CAIRO_CODER_CORPUS)")
-    admin = await asyncpg.connect(pg_server.uri)
-    await admin.execute('DROP DATABASE IF EXISTS "corpus" WITH (FORCE)')
-    await admin.execute('CREATE DATABASE "corpus"')
-    await admin.close()
-    url = database_url(pg_server, "corpus")
+    await drop_database(pg_server, "corpus")
+    url = await create_database(pg_server, "corpus")
     settings = make_settings(url)
     store = await DocumentStore.open(settings.database, local_embedder, settings.search, for_writing=True)
     started = time.perf_counter()
@@ -176,11 +172,8 @@ async def test_modes_and_source_filters_on_the_corpus(corpus: Corpus, mode: Any)
 
 
 def _cli(corpus: Corpus, *args: str, embeddings: str = "none", **extra: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CAIRO_CODER_", "OPENAI_"))}
-    env.update({"DATABASE_URL": corpus.url, "CAIRO_CODER_EMBEDDINGS__PROVIDER": embeddings, **extra})
-    return subprocess.run(
-        [sys.executable, "-m", "cairo_coder", *args], capture_output=True, text=True, env=env, timeout=600
-    )
+    env = {"DATABASE_URL": corpus.url, "CAIRO_CODER_EMBEDDINGS__PROVIDER": embeddings, **extra}
+    return run_cli(*args, env=env, timeout=600, unset=("CAIRO_CODER_*", "OPENAI_*"))
 
 
 def test_cli_search_json(corpus: Corpus) -> None:

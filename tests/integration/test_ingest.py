@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from cairo_coder.ingest.loader import Ingester, SourceUnavailableError
 from cairo_coder.store import DocumentStore
 from cairo_coder.types import DocumentSource
 from tests.conftest import make_settings
+from tests.helpers import run_cli
 from tests.integration.mini_corpus import write_mini_corpus
 
 BOOK, SCARB = DocumentSource.CAIRO_BOOK, DocumentSource.SCARB_DOCS
@@ -71,8 +70,7 @@ async def test_ingest_resolves_includes_skips_bad_pages_and_is_idempotent(
     settings = make_settings(db_url)
     corpus = write_mini_corpus(tmp_path / "corpus")
     embedder = CountingEmbedder(local_embedder)
-    store = await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True)
-    try:
+    async with await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True) as store:
         ingester = Ingester(settings, store)
         report = await ingester.ingest_source(BOOK, corpus)
         assert (report.pages, report.new, report.updated, report.deleted) == (3, 3, 0, 0)
@@ -110,8 +108,6 @@ async def test_ingest_resolves_includes_skips_bad_pages_and_is_idempotent(
         assert not [
             h for h in await store.search("append to an array", k=10) if h.document.metadata.path == "ch02-arrays.md"
         ]
-    finally:
-        await store.close()
 
 
 async def test_interrupted_run_resumes_without_redoing_written_pages(
@@ -120,21 +116,15 @@ async def test_interrupted_run_resumes_without_redoing_written_pages(
     settings = make_settings(db_url, CAIRO_CODER_INGEST__WRITE_BATCH_SIZE="1")  # one batch per page
     corpus = write_mini_corpus(tmp_path / "corpus")
     crashing = CountingEmbedder(local_embedder, fail_after=1)
-    store = await DocumentStore.open(settings.database, crashing, settings.search, for_writing=True)
-    try:
+    async with await DocumentStore.open(settings.database, crashing, settings.search, for_writing=True) as store:
         with pytest.raises(RuntimeError, match="simulated crash"):
             await Ingester(settings, store).ingest_source(BOOK, corpus)
         assert len(await store.page_hashes("cairo_book")) == 1
-    finally:
-        await store.close()
     healthy = CountingEmbedder(local_embedder)
-    store = await DocumentStore.open(settings.database, healthy, settings.search, for_writing=True)
-    try:
+    async with await DocumentStore.open(settings.database, healthy, settings.search, for_writing=True) as store:
         report = await Ingester(settings, store).ingest_source(BOOK, corpus)
         assert (report.unchanged, report.new) == (1, 2)
         assert len(await store.page_hashes("cairo_book")) == 3
-    finally:
-        await store.close()
 
 
 def _git(*args: str, cwd: Path) -> str:
@@ -161,8 +151,7 @@ async def test_ingest_clones_the_repository_and_records_its_commit(
         CAIRO_CODER_SOURCES__SCARB_DOCS__REPOSITORY=str(repo),
         CAIRO_CODER_INGEST__CACHE_DIR=str(tmp_path / "cache"),
     )
-    store = await DocumentStore.open(settings.database, local_embedder, settings.search, for_writing=True)
-    try:
+    async with await DocumentStore.open(settings.database, local_embedder, settings.search, for_writing=True) as store:
         report = await Ingester(settings, store).ingest_source(SCARB)
         assert (report.pages, report.commit) == (2, head)
         assert (tmp_path / "cache" / "repos" / "scarb_docs" / ".git").is_dir()
@@ -170,8 +159,6 @@ async def test_ingest_clones_the_repository_and_records_its_commit(
         assert status["sources"]["scarb_docs"]["commit"] == head
         top = (await store.search("edition key", k=1))[0]
         assert top.document.metadata.url.startswith("https://docs.swmansion.com/scarb/docs/reference/manifest.html#")
-    finally:
-        await store.close()
 
 
 async def test_offline_without_local_tree_says_how_to_point_at_one(db_url: str, tmp_path: Path) -> None:
@@ -182,22 +169,15 @@ async def test_offline_without_local_tree_says_how_to_point_at_one(db_url: str, 
     )
     from cairo_coder.embeddings import NoEmbedder
 
-    store = await DocumentStore.open(settings.database, NoEmbedder(), settings.search, for_writing=True)
-    try:
+    async with await DocumentStore.open(settings.database, NoEmbedder(), settings.search, for_writing=True) as store:
         with pytest.raises(SourceUnavailableError) as info:
             await Ingester(settings, store).ingest_source(SCARB)
         message = str(info.value)
         assert "cannot fetch" in message and "--from DIR" in message and "CAIRO_CODER_CORPUS" in message
-    finally:
-        await store.close()
 
 
 def _cli(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRO_CODER_")}
-    env.update({"DATABASE_URL": db_url, "CAIRO_CODER_EMBEDDINGS__PROVIDER": "none"})
-    return subprocess.run(
-        [sys.executable, "-m", "cairo_coder", *args], capture_output=True, text=True, env=env, timeout=300
-    )
+    return run_cli(*args, env={"DATABASE_URL": db_url, "CAIRO_CODER_EMBEDDINGS__PROVIDER": "none"})
 
 
 def test_cli_ingest_summary_rerun_and_reindex(db_url: str, tmp_path: Path) -> None:
@@ -296,8 +276,7 @@ async def test_whole_chunks_are_embedded_by_windows_and_api_items_by_their_descr
     (corpus / "corelib_docs" / "src").mkdir(parents=True)
     (corpus / "corelib_docs" / "src" / "info.cairo").write_text(CORELIB_FILE)
     embedder = CountingEmbedder(local_embedder)
-    store = await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True)
-    try:
+    async with await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True) as store:
         ingester = Ingester(settings, store)
         book = await ingester.ingest_source(BOOK, corpus)
         corelib = await ingester.ingest_source(DocumentSource.CORELIB_DOCS, corpus)
@@ -337,8 +316,6 @@ async def test_whole_chunks_are_embedded_by_windows_and_api_items_by_their_descr
         calls = embedder.calls
         again = await ingester.ingest_source(BOOK, corpus)
         assert again.unchanged == 2 and embedder.calls == calls, "unchanged pages: no embedding at all"
-    finally:
-        await store.close()
 
 
 async def test_a_store_from_before_windows_migrates_and_is_filled_by_the_next_ingest(
@@ -362,15 +339,11 @@ async def test_a_store_from_before_windows_migrates_and_is_filled_by_the_next_in
         )
     finally:
         await conn.close()
-    store = await DocumentStore.open(settings.database, embedder, settings.search)
-    try:
+    async with await DocumentStore.open(settings.database, embedder, settings.search) as store:
         assert store.schema_version == 5
         hits = await store.search("storage variable value between transactions", k=1, mode="dense")
         assert hits and hits[0].document.metadata.path == "ch05-internals.md"  # by its head alone
-    finally:
-        await store.close()
-    store = await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True)
-    try:
+    async with await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True) as store:
         texts = embedder.texts_embedded
         report = await Ingester(settings, store).ingest_source(BOOK, corpus)
         assert report.updated == 1
@@ -380,5 +353,3 @@ async def test_a_store_from_before_windows_migrates_and_is_filled_by_the_next_in
         texts = embedder.texts_embedded
         await Ingester(settings, store).ingest_source(BOOK, corpus)
         assert embedder.texts_embedded == texts
-    finally:
-        await store.close()

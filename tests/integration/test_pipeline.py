@@ -13,10 +13,11 @@ import pytest
 from cairo_coder.agents import AgentFactory, UnknownAgentError
 from cairo_coder.config import Settings
 from cairo_coder.embeddings import LocalEmbedder
+from cairo_coder.events import Sources, StreamEvent, wire_data
 from cairo_coder.llm import LLMNotConfiguredError, LLMRateLimitError, LLMRouter
 from cairo_coder.store import DocumentStore
 from cairo_coder.store.search import reciprocal_rank_fusion
-from cairo_coder.types import DocumentSource, Message, Role, StreamEvent
+from cairo_coder.types import DocumentSource, Message, Role
 from tests.conftest import make_settings
 from tests.fake_openai import FakeOpenAI
 from tests.integration.conftest import llm_settings
@@ -55,12 +56,13 @@ async def test_events_come_in_order_with_sources_and_a_streamed_cited_answer(
     assert len(responses) > 1, "the answer is streamed in several chunks"
     assert types[-2:] == ["final_response", "end"]
     assert types[3:-2] == ["response"] * len(responses)
-    sources = events[2].data
+    assert isinstance(events[2], Sources)
+    sources = wire_data(events[2])
     assert sources and sources[0]["title"] == "Contract Storage"
     assert set(sources[0]) >= {"title", "url", "source", "version", "number", "path"}
     assert sources[0]["url"].startswith("https://book.cairo-lang.org/")
-    final = events[-2].data
-    assert final["answer"] == "".join(e.data for e in responses).strip()
+    final = wire_data(events[-2])
+    assert final["answer"] == "".join(wire_data(e) for e in responses).strip()
     assert final["answer"].startswith(f"ANSWER<{QUESTION}>") and "[1]" in final["answer"]
     assert final["citations"] == [1] and final["unknown_citations"] == []
     # Two LLM calls (query processing, generation), the second streamed; context numbered for citations.
@@ -79,10 +81,12 @@ async def test_streaming_and_non_streaming_give_the_same_answer_sources_and_usag
     pipeline = factory.create_agent()
     events = await collect(pipeline.stream(QUESTION))
     result = await pipeline.run(QUESTION)
-    final = next(e for e in events if e.type == "final_response").data
+    final = wire_data(next(e for e in events if e.type == "final_response"))
     assert result.answer == final["answer"]
     assert result.citations == final["citations"] == [1]
-    assert [s.model_dump(mode="json") for s in result.sources] == next(e for e in events if e.type == "sources").data
+    assert [s.model_dump(mode="json") for s in result.sources] == wire_data(
+        next(e for e in events if e.type == "sources")
+    )
     # Usage: counted per stage and in total, equal to what the fake server reported.
     assert set(result.usage.stages) == {"query_processing", "generation"}
     assert result.usage.total_tokens == result.usage.prompt_tokens + result.usage.completion_tokens > 0
@@ -164,7 +168,7 @@ async def test_mcp_mode_works_without_any_llm(kb_url: str, factory_for: Any) -> 
     factory = await factory_for(make_settings(kb_url, CAIRO_CODER_PIPELINE__MCP_MAX_TOKENS="200"))
     events = await collect(factory.create_agent().stream("storage mappings", mcp_mode=True))
     assert [e.type for e in events] == ["processing", "processing", "sources", "response", "final_response", "end"]
-    text = events[3].data
+    text = wire_data(events[3])
     assert text.startswith("## [1] ") and "Source: cairo_book — https://book.cairo-lang.org/" in text
     assert len(text) <= 200 * 4 + 50, "the documentation fits the token budget"
     result = await factory.create_agent().run("storage mappings", mcp_mode=True)
@@ -172,8 +176,8 @@ async def test_mcp_mode_works_without_any_llm(kb_url: str, factory_for: Any) -> 
     # Without MCP mode the same request needs a model, and says which settings to provide.
     events = await collect(factory.create_agent().stream("storage mappings"))
     assert [e.type for e in events] == ["error"]
-    assert events[0].data["type"] == "llm_not_configured"
-    assert "CAIRO_CODER_MODEL" in events[0].data["message"]
+    assert wire_data(events[0])["type"] == "llm_not_configured"
+    assert "CAIRO_CODER_MODEL" in wire_data(events[0])["message"]
     with pytest.raises(LLMNotConfiguredError):
         await factory.create_agent().run("storage mappings")
 
@@ -204,8 +208,8 @@ async def test_failure_after_the_last_retry_is_one_error_event_and_nothing_after
     fake.chat_failures.extend([429] * 10)
     events = await collect(factory.create_agent().stream(QUESTION))
     assert [e.type for e in events] == ["processing", "error"]
-    assert events[-1].data["type"] == "llm_rate_limited"
-    assert "rate" in events[-1].data["message"].lower() and "Traceback" not in events[-1].data["message"]
+    assert wire_data(events[-1])["type"] == "llm_rate_limited"
+    assert "rate" in wire_data(events[-1])["message"].lower() and "Traceback" not in wire_data(events[-1])["message"]
     assert len(fake.chat_requests()) == 3
     fake.chat_failures.clear()
     fake.chat_failures.extend([500] * 10)
@@ -225,7 +229,7 @@ async def test_failure_during_generation_comes_after_sources(kb_url: str, fake: 
         if event.type == "sources":
             fake.chat_failures.append(500)  # query processing succeeded; generation fails
     assert [e.type for e in seen] == ["processing", "processing", "sources", "error"]
-    assert seen[-1].data["type"] == "llm_unavailable"
+    assert wire_data(seen[-1])["type"] == "llm_unavailable"
 
 
 async def test_rate_limit_error_type_after_retries(kb_url: str, fake: FakeOpenAI, factory_for: Any) -> None:
@@ -310,8 +314,7 @@ async def test_all_search_queries_are_embedded_in_one_call_and_results_are_deter
 ) -> None:
     settings = llm_settings(kb_url, fake)
     embedder = CountingEmbedder(local_embedder)
-    store = await DocumentStore.open(settings.database, embedder, settings.search)  # type: ignore[arg-type]
-    try:
+    async with await DocumentStore.open(settings.database, embedder, settings.search) as store:  # type: ignore[arg-type]
         factory = AgentFactory(settings, store, embedder, LLMRouter(settings.llm, environ={}))  # type: ignore[arg-type]
         fake.fields["search_queries"] = ["storage variables", "Map read write", "arrays append", "storage Map"]
         first = await factory.create_agent().run(QUESTION, mcp_mode=True)
@@ -324,7 +327,7 @@ async def test_all_search_queries_are_embedded_in_one_call_and_results_are_deter
         # The merged order is the rank fusion of each query's own store ranking, the question counting double.
         queries = [QUESTION, "storage variables", "Map read write", "arrays append", "storage Map"]
         assert first.processed_query is not None
-        sources = [s.value for s in first.processed_query.resources]  # the sources query processing chose
+        sources = list(first.processed_query.resources)  # the sources query processing chose
         rankings = [await store.search(q, k=settings.pipeline.candidates_per_query, sources=sources) for q in queries]
         fused = reciprocal_rank_fusion(
             [([(r.chunk_id, r.score) for r in ranking], 2.0 if i == 0 else 1.0) for i, ranking in enumerate(rankings)],
@@ -335,8 +338,6 @@ async def test_all_search_queries_are_embedded_in_one_call_and_results_are_deter
         assert [s.score for s in first.sources] == [pytest.approx(score, abs=1e-6) for _, score in fused][
             : len(first.sources)
         ]
-    finally:
-        await store.close()
 
 
 async def test_similarity_threshold_and_max_source_count_apply(kb_url: str, fake: FakeOpenAI, factory_for: Any) -> None:
@@ -362,14 +363,11 @@ async def test_the_configured_search_mode_is_the_one_retrieval_uses(
 ) -> None:
     settings = llm_settings(kb_url, fake, CAIRO_CODER_SEARCH__MODE="lexical")
     embedder = CountingEmbedder(local_embedder)
-    store = await DocumentStore.open(settings.database, embedder, settings.search)  # type: ignore[arg-type]
-    try:
+    async with await DocumentStore.open(settings.database, embedder, settings.search) as store:  # type: ignore[arg-type]
         factory = AgentFactory(settings, store, embedder, LLMRouter(settings.llm, environ={}))  # type: ignore[arg-type]
         result = await factory.create_agent().run(QUESTION, mcp_mode=True)
         assert result.sources and result.sources[0].title == "Contract Storage"
         assert embedder.calls == [], "lexical mode embeds nothing"
-    finally:
-        await store.close()
 
 
 async def test_timeouts_are_retried_then_a_timeout_after_the_last_retry_is_a_clean_error(
@@ -387,8 +385,10 @@ async def test_timeouts_are_retried_then_a_timeout_after_the_last_retry_is_a_cle
     fake.chat_stalls.extend([1.5, 1.5])  # every attempt times out
     events = await collect(factory.create_agent().stream(QUESTION, mcp_mode=True))
     assert [e.type for e in events] == ["processing", "error"]
-    assert events[-1].data["type"] == "llm_unavailable"
-    assert "timed out" in events[-1].data["message"].lower() and "Traceback" not in events[-1].data["message"]
+    assert wire_data(events[-1])["type"] == "llm_unavailable"
+    assert (
+        "timed out" in wire_data(events[-1])["message"].lower() and "Traceback" not in wire_data(events[-1])["message"]
+    )
     assert len(fake.chat_requests()) == 2
 
 

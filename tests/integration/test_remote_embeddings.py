@@ -76,8 +76,7 @@ async def test_ingest_and_search_with_remote_embeddings(db_url: str, tmp_path: P
     with FakeOpenAI() as server:
         settings = make_settings(db_url)
         embedder = remote(server.base_url)
-        store = await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True)
-        try:
+        async with await DocumentStore.open(settings.database, embedder, settings.search, for_writing=True) as store:
             corpus = write_mini_corpus(tmp_path / "corpus")
             report = await Ingester(settings, store).ingest_source(DocumentSource.SCARB_DOCS, corpus)
             assert report.embedded_chunks == report.chunks == 2
@@ -85,5 +84,3 @@ async def test_ingest_and_search_with_remote_embeddings(db_url: str, tmp_path: P
             assert status["embedder"] == {"id": "remote:openai/text-embedding-3-large", "dimensions": 8}
             results = await store.search("git dependency", k=2, mode="hybrid")
             assert results[0].document.metadata.path == "guides/dependencies.md"
-        finally:
-            await store.close()

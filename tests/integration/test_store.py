@@ -93,32 +93,25 @@ async def test_search_reads_the_messages_hex_felts_encode(
     db_url: str, tmp_path: Path, local_embedder: LocalEmbedder
 ) -> None:
     """Error output pasted as the question: the message a hex felt encodes is searched, in every mode."""
-    store = await _ingested_store(db_url, tmp_path, local_embedder)
-    try:
+    async with await _ingested_store(db_url, tmp_path, local_embedder) as store:
         pasted = f"[FAIL] my_test\n\nFailure data:\n    0x{b'Manifest Format edition'.hex()}\n"
         for mode in ("lexical", "hybrid"):
             results = await store.search(pasted, k=3, mode=mode)  # type: ignore[arg-type]
             assert results and results[0].document.metadata.path == "reference/manifest.md", mode
-    finally:
-        await store.close()
 
 
 async def test_search_on_an_empty_store_returns_nothing(db_url: str, local_embedder: LocalEmbedder) -> None:
     settings = make_settings(db_url)
-    store = await DocumentStore.open(settings.database, local_embedder, settings.search)
-    try:
+    async with await DocumentStore.open(settings.database, local_embedder, settings.search) as store:
         for mode in ("dense", "lexical", "hybrid"):
             assert await store.search("anything at all", k=3, mode=mode) == []  # type: ignore[arg-type]
         assert (await store.status())["embedder"] is None
-    finally:
-        await store.close()
 
 
 async def test_every_search_mode_returns_scored_results_with_metadata(
     db_url: str, tmp_path: Path, local_embedder: LocalEmbedder
 ) -> None:
-    store = await _ingested_store(db_url, tmp_path, local_embedder)
-    try:
+    async with await _ingested_store(db_url, tmp_path, local_embedder) as store:
         conn = await asyncpg.connect(db_url)
         access = await conn.fetchval("SELECT indexdef FROM pg_indexes WHERE indexname = 'documents_embedding_idx'")
         await conn.close()
@@ -136,15 +129,12 @@ async def test_every_search_mode_returns_scored_results_with_metadata(
         dense = await store.search("storage variables", k=2, mode="dense")
         assert all(-1.0 <= r.score <= 1.0 for r in dense)
         assert dense[0].document.metadata.similarity == pytest.approx(dense[0].score, abs=1e-5)  # type: ignore[attr-defined]
-    finally:
-        await store.close()
 
 
 async def test_source_filter_and_similarity_threshold(
     db_url: str, tmp_path: Path, local_embedder: LocalEmbedder
 ) -> None:
-    store = await _ingested_store(db_url, tmp_path, local_embedder)
-    try:
+    async with await _ingested_store(db_url, tmp_path, local_embedder) as store:
         for mode in ("dense", "lexical", "hybrid"):
             results = await store.search("edition of the package manifest", k=10, sources=["scarb_docs"], mode=mode)  # type: ignore[arg-type]
             assert results and {r.document.metadata.source for r in results} == {"scarb_docs"}, mode
@@ -161,8 +151,6 @@ async def test_source_filter_and_similarity_threshold(
         assert reported
         for r in reported:
             assert r.document.metadata.similarity == pytest.approx(to_other[r.chunk_id], abs=1e-5)  # type: ignore[attr-defined]
-    finally:
-        await store.close()
 
 
 async def test_filtered_dense_search_is_exact_by_either_plan(
@@ -170,8 +158,7 @@ async def test_filtered_dense_search_is_exact_by_either_plan(
 ) -> None:
     """A source filter is searched by an exact scan when it leaves few rows, else over HNSW with a fall back to
     exact when the index comes up short; both give the exact answer. Source sizes follow the store's writes."""
-    store = await _ingested_store(db_url, tmp_path, local_embedder)
-    try:
+    async with await _ingested_store(db_url, tmp_path, local_embedder) as store:
         vector = await local_embedder.embed_query("How do I declare dependencies?")
         scarb = ["scarb_docs"]
         sizes = await store.pool.fetchval("SELECT count(*) FROM documents WHERE source = 'scarb_docs'")
@@ -240,8 +227,6 @@ async def test_filtered_dense_search_is_exact_by_either_plan(
             None,
         )
         assert await store.source_sizes.rows(store.pool, scarb) == now + 1
-    finally:
-        await store.close()
 
 
 async def test_exact_scans_started_together_run_as_one_statement(
@@ -250,8 +235,7 @@ async def test_exact_scans_started_together_run_as_one_statement(
     """Concurrent exact scans over the same sources share one statement, and each gets exactly what a scan of
     its own returns (its own limit); other sources go in their own statement; an error reaches every scan of
     the batch and the next batch works; a scan cancelled while waiting does not disturb the others."""
-    store = await _ingested_store(db_url, tmp_path, local_embedder)
-    try:
+    async with await _ingested_store(db_url, tmp_path, local_embedder) as store:
         questions = [
             "How do I declare dependencies?",
             "storage variables",
@@ -302,8 +286,6 @@ async def test_exact_scans_started_together_run_as_one_statement(
             *(store.search(q, k=3, sources=both, query_vector=v) for q, v in zip(questions, vectors, strict=True))
         )
         assert scans.statements - before == 1
-    finally:
-        await store.close()
 
 
 async def test_embedder_mismatch_is_a_clear_error_and_reindex_fixes_it(
@@ -318,19 +300,13 @@ async def test_embedder_mismatch_is_a_clear_error_and_reindex_fixes_it(
     assert "local:all-MiniLM-L6-v2:128" in str(info.value) and "cairo-coder ingest --reindex" in str(info.value)
     with pytest.raises(EmbedderMismatchError):
         await DocumentStore.open(settings.database, other, settings.search)  # dense reader
-    lexical_reader = await DocumentStore.open(settings.database, NoEmbedder(), settings.search)
-    try:
+    async with await DocumentStore.open(settings.database, NoEmbedder(), settings.search) as lexical_reader:
         assert (await lexical_reader.search("storage", k=1))[0].document.metadata.source == "cairo_book"
-    finally:
-        await lexical_reader.close()
-    lexical_writer = await DocumentStore.open(settings.database, NoEmbedder(), settings.search)
-    try:
+    async with await DocumentStore.open(settings.database, NoEmbedder(), settings.search) as lexical_writer:
         with pytest.raises(EmbedderMismatchError):
             await lexical_writer.bind_for_writing()
         await lexical_writer.reset()  # what `ingest --reindex` does
         assert (await lexical_writer.status())["embedder"] == {"id": "none", "dimensions": 0}
-    finally:
-        await lexical_writer.close()
 
 
 async def test_database_down_and_missing_database_are_precise_errors(db_url: str) -> None:
@@ -386,8 +362,7 @@ def _symbol_chunk(number: int, symbols: list[str]) -> ChunkRecord:
 
 async def test_symbol_lookup_ranks_a_unique_name_and_ignores_a_shared_one(db_url: str) -> None:
     settings = make_settings(db_url)
-    store = await DocumentStore.open(settings.database, NoEmbedder(), settings.search, for_writing=True)
-    try:
+    async with await DocumentStore.open(settings.database, NoEmbedder(), settings.search, for_writing=True) as store:
         for number in range(9):  # nine items define `shared_helper`, one also defines `unique_helper`
             symbols = ["shared_helper", *(["unique_helper"] if number == 4 else [])]
             await store.write_page(
@@ -405,16 +380,15 @@ async def test_symbol_lookup_ranks_a_unique_name_and_ignores_a_shared_one(db_url
             assert await rank.symbols(conn, "what is shared_helper?", None) == []
         top = await store.search("what is unique_helper?", k=1, mode="lexical")
         assert top[0].document.metadata.path == "core::m4"
-    finally:
-        await store.close()
 
 
 async def test_hybrid_search_ranks_a_guide_above_the_equal_api_reference_page(db_url: str) -> None:
     api, guide = "modules/ROOT/pages/api/erc20.adoc", "modules/ROOT/pages/erc20.adoc"
     for weight, first in (("0.8", guide), ("1.0", api)):
         settings = make_settings(db_url, CAIRO_CODER_SEARCH__REFERENCE_WEIGHT=weight)
-        store = await DocumentStore.open(settings.database, NoEmbedder(), settings.search, for_writing=True)
-        try:
+        async with await DocumentStore.open(
+            settings.database, NoEmbedder(), settings.search, for_writing=True
+        ) as store:
             await store.reset()
             for path in (api, guide):  # same text; the reference page is written first (the lower id wins ties)
                 text = "An ERC20 token contract keeps balances and allowances."
@@ -436,8 +410,6 @@ async def test_hybrid_search_ranks_a_guide_above_the_equal_api_reference_page(db
             assert [r.document.metadata.path for r in hybrid] == [first, api if first == guide else guide], weight
             lexical_only = await store.search("ERC20 token balances", k=2, mode="lexical")
             assert lexical_only[0].document.metadata.path == api, "the weight is a hybrid-ranking preference only"
-        finally:
-            await store.close()
 
 
 @pytest.mark.parametrize("given", [None, "ACTIVE"])

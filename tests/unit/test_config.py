@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from cairo_coder.config import ConfigError, load_settings, load_settings_with_origin, masked
 from cairo_coder.types import DocumentSource
+from tests.helpers import run_cli
 
 
 def test_defaults_declare_every_source_and_agent() -> None:
@@ -130,27 +128,19 @@ def test_remote_provider_defaults_to_production_embedding_model() -> None:
     assert settings.embeddings.dimensions == 1536
 
 
-def _cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRO_CODER_")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "cairo_coder", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=120
-    )
-
-
 def test_cli_bad_config_exits_2_with_one_message_and_no_traceback(tmp_path: Path) -> None:
-    result = _cli("config", "show", env={"CAIRO_CODER_SEARCH__K": "-1"}, cwd=tmp_path)
+    result = run_cli("config", "show", env={"CAIRO_CODER_SEARCH__K": "-1"}, cwd=tmp_path, timeout=120)
     assert result.returncode == 2
     assert "search.k = '-1' (from environment variable CAIRO_CODER_SEARCH__K)" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
 
 
 def test_cli_config_show_masks_secrets(tmp_path: Path) -> None:
-    result = _cli("config", "show", env={"OPENAI_API_KEY": "sk-abcdefghijkl"}, cwd=tmp_path)
+    result = run_cli("config", "show", env={"OPENAI_API_KEY": "sk-abcdefghijkl"}, cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "[embeddings]" in result.stdout and "[sources.cairo_book]" in result.stdout
     assert "sk-abcdefghijkl" not in result.stdout
-    result = _cli("config", "show", "--json", cwd=tmp_path)
+    result = run_cli("config", "show", "--json", cwd=tmp_path, timeout=120)
     assert '"lexical_ranker": "bm25"' in result.stdout
 
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from cairo_coder.server.errors import APIError, from_exception, from_kind
+from cairo_coder.agents import UnknownAgentError
+from cairo_coder.errors import CairoCoderError, InvalidRequestError
+from cairo_coder.llm import LLMNotConfiguredError, LLMOutputError, LLMRateLimitError
+from cairo_coder.server.errors import APIError, from_exception
 from cairo_coder.server.schemas import ChatMessage, parse_flag
 from cairo_coder.server.state import ConcurrencyLimiter
+from cairo_coder.store.errors import DatabaseUnavailableError
 
 
 @pytest.mark.parametrize(
@@ -24,22 +28,26 @@ def test_other_flag_values_are_errors(raw: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "status", "error_type"),
+    ("error", "status", "error_type"),
     [
-        ("unknown_agent", 404, "not_found_error"),
-        ("llm_rate_limited", 429, "rate_limit_error"),
-        ("llm_not_configured", 503, "service_unavailable"),
-        ("database_unavailable", 503, "service_unavailable"),
-        ("llm_bad_output", 502, "server_error"),
-        ("something_new", 500, "server_error"),
-        ("invalid_request", 400, "invalid_request_error"),
+        (UnknownAgentError("nope", ["cairo-coder"]), 404, "not_found_error"),
+        (LLMRateLimitError("slow down"), 429, "rate_limit_error"),
+        (LLMNotConfiguredError("no model"), 503, "service_unavailable"),
+        (DatabaseUnavailableError("down"), 503, "service_unavailable"),
+        (LLMOutputError("garbage"), 502, "server_error"),
+        (CairoCoderError("a bug"), 500, "server_error"),
+        (InvalidRequestError("empty"), 400, "invalid_request_error"),
     ],
 )
-def test_error_kinds_map_to_statuses(kind: str, status: int, error_type: str) -> None:
-    error = from_kind(kind, "message")
-    assert (error.status, error.type, error.code) == (status, error_type, kind)
-    assert set(error.payload()["error"]) == {"message", "type", "code", "param"}
-    assert ("retry-after" in error.headers) == (status in (429, 503))
+def test_error_kinds_map_to_statuses(error: CairoCoderError, status: int, error_type: str) -> None:
+    api = from_exception(error)
+    assert (api.status, api.type, api.code) == (status, error_type, error.kind)
+    assert set(api.payload()["error"]) == {"message", "type", "code", "param"}
+    assert ("retry-after" in api.headers) == (status in (429, 503))
+
+
+def test_a_providers_retry_after_is_passed_on() -> None:
+    assert from_exception(LLMRateLimitError("slow down", retry_after=7.2)).headers == {"retry-after": "8"}
 
 
 def test_unexpected_exceptions_become_500_without_details() -> None:

@@ -11,7 +11,6 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 MAX_LINES = 400
 # Over the limit today; the ceiling is their current size, so they can only shrink.
 OVERSIZE = {
-    "cairo_coder/config.py": 533,
     "cairo_coder/store/documents.py": 475,
     "cairo_coder/pipeline.py": 425,
 }

@@ -54,11 +54,8 @@ def ask(
         _fail(str(exc), 2)
 
     async def run_json() -> dict[str, Any]:
-        store = await _open_store(settings)
-        try:
+        async with await _open_store(settings) as store:
             result = await _factory(settings, store).create_agent_by_id(agent_id).run(question, mcp_mode=mcp)
-        finally:
-            await store.close()
         return {
             "answer": result.answer,
             "finish_reason": result.finish_reason,
@@ -70,48 +67,42 @@ def ask(
             },
         }
 
-    final: dict[str, Any] = {}
+    from cairo_coder.events import Accumulator, Processing
+    from cairo_coder.events import Text as TextEvent
 
-    async def run_stream() -> tuple[list[dict[str, Any]], str | None]:
-        store = await _open_store(settings)
-        sources: list[dict[str, Any]] = []
-        try:
+    seen = Accumulator()
+
+    async def run_stream() -> None:
+        async with await _open_store(settings) as store:
             pipeline = _factory(settings, store).create_agent_by_id(agent_id)
             async for event in pipeline.stream(question, mcp_mode=mcp):
-                if event.type == "processing":
-                    err.print(f"[dim]{event.data['message']}…[/]", highlight=False)
-                elif event.type == "sources":
-                    sources = event.data
-                elif event.type == "response":
-                    sys.stdout.write(event.data)
+                seen.add(event)
+                if isinstance(event, Processing):
+                    err.print(f"[dim]{event.message}…[/]", highlight=False)
+                elif isinstance(event, TextEvent):
+                    sys.stdout.write(event.text)
                     sys.stdout.flush()
-                elif event.type == "final_response":
-                    final.update(event.data)
-                elif event.type == "error":
-                    return sources, str(event.data["message"])
-        finally:
-            await store.close()
-        return sources, None
 
     if json_output:
         out.print_json(data=_run(run_json))
         return
-    sources, error = _run(run_stream)
-    if error is not None:
-        _fail(error)
+    _run(run_stream)
+    if seen.error is not None:
+        _fail(str(seen.error), seen.error.exit_code)
     sys.stdout.write("\n")
-    if final.get("finish_reason") == "length":
+    sources = seen.sources
+    if seen.finish_reason == "length":
         err.print("[yellow]The answer is incomplete: it reached the token limit (llm.max_tokens).[/]", highlight=False)
-    cited = set(final.get("citations") or [])
+    cited = set(seen.citations)
     if sources:
         out.print("\n[bold]Sources[/]", highlight=False)
         for s in sources:
             # In an answer, the sources it does not cite are dimmed; MCP-mode documentation shows them all.
-            uncited = not mcp and s["number"] not in cited
-            line = Text(f"  [{s['number']}] {s['title']} ", style="dim" if uncited else "")  # no markup: titles
-            line.append(f"({s['source']}){' (not cited)' if uncited else ''}\n      {s['url']}", style="dim")
+            uncited = not mcp and s.number not in cited
+            line = Text(f"  [{s.number}] {s.title} ", style="dim" if uncited else "")  # no markup: titles
+            line.append(f"({s.source}){' (not cited)' if uncited else ''}\n      {s.url}", style="dim")
             out.print(line, highlight=False)
-    unknown = final.get("unknown_citations") or []
+    unknown = seen.unknown_citations
     if unknown:
         numbers = ", ".join(f"[{n}]" for n in unknown)
         err.print(
@@ -138,7 +129,7 @@ def agents(json_output: Annotated[bool, typer.Option("--json", help="Print JSON.
                 "id": agent_id,
                 "name": agent.name,
                 "description": agent.description,
-                "sources": [s.value for s in agent.sources],
+                "sources": list(agent.sources),
                 "default": agent_id == settings.pipeline.default_agent,
                 "models": router.describe(agent),
             }

@@ -12,8 +12,10 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from cairo_coder.config import ConfigError, Settings, load_settings_with_origin
+from cairo_coder.config import Settings, load_settings_with_origin, unknown_sources
+from cairo_coder.errors import ConfigError
 from cairo_coder.types import DocumentSource
 
 T = TypeVar("T")
@@ -47,7 +49,7 @@ class Mode(StrEnum):
     LEXICAL = "lexical"
 
 
-SOURCES_HELP = ", ".join(s.value for s in DocumentSource)
+SOURCES_HELP = ", ".join(s.value for s in DocumentSource) + ", or a [sources.<id>] of your configuration"
 AGENTS_HELP = (
     "cairo-coder, starknet-agent, scarb-assistant, or an [agents.<id>] of your configuration (`cairo-coder agents`)"
 )
@@ -91,7 +93,7 @@ def main_options(
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)  # messages quote [tables]
     raise typer.Exit(code)
 
 
@@ -106,16 +108,20 @@ def _settings() -> Settings:
 
 
 def _run(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine, turning the errors users can fix into one clear message (no traceback).
-
-    Those errors carry a stable ``kind`` (store, embeddings, sources, datasets, LLM, agents, configuration files);
-    anything else is a bug and keeps its traceback.
+    """Run a coroutine, turning the errors users can fix into one clear message (no traceback) and the exit code
+    of their class (errors.py: 2 for usage and configuration, 1 otherwise). Language-model and database-driver
+    failures are mapped the same way as on the server; anything else is a bug and keeps its traceback.
     """
+    from cairo_coder.errors import CairoCoderError, as_error
+
     try:
         return asyncio.run(factory())
+    except CairoCoderError as exc:
+        _fail(str(exc), exc.exit_code)
     except Exception as exc:
-        if isinstance(getattr(exc, "kind", None), str):
-            _fail(str(exc))
+        mapped = as_error(exc, log=False)
+        if mapped.kind != "internal_error":
+            _fail(str(mapped), mapped.exit_code)
         raise
     except KeyboardInterrupt:
         _fail("interrupted; re-run the same command to resume", 130)
@@ -129,14 +135,11 @@ async def _open_store(settings: Settings, *, for_writing: bool = False) -> Any:
     return await DocumentStore.open(settings.database, embedder, settings.search, for_writing=for_writing)
 
 
-def _parse_sources(values: list[str] | None) -> list[DocumentSource] | None:
+def _parse_sources(settings: Settings, values: list[str] | None) -> list[str] | None:
+    """The chosen sources (None: all); an id the registry does not declare is a usage error listing the known."""
     if not values:
         return None
-    known = [s.value for s in DocumentSource]
-    parsed = []
-    for value in values:
-        try:
-            parsed.append(DocumentSource(value))
-        except ValueError:
-            _fail(f"unknown source {value!r}; known sources: {', '.join(known)}", 2)
-    return parsed
+    unknown = [v for v in values if v not in settings.sources]
+    if unknown:
+        _fail(str(unknown_sources(unknown, settings.sources)), 2)
+    return list(values)

@@ -72,8 +72,7 @@ def eval_retrieval(
 
     async def run() -> Any:
         items = load_dataset(dataset)
-        store = await _open_store(settings)
-        try:
+        async with await _open_store(settings) as store:
             if agent is None:
 
                 async def search_fn(query: str) -> Any:
@@ -81,8 +80,6 @@ def eval_retrieval(
             else:
                 search_fn = _agent_retrieval(settings, store, agent, mode.value if mode else "")
             return await evaluate(items, search_fn, k)
-        finally:
-            await store.close()
 
     report = _run(run)
     comparison = compare(report, earlier) if earlier is not None else None

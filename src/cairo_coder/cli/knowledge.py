@@ -24,7 +24,6 @@ from cairo_coder.cli.common import (
     out,
 )
 from cairo_coder.config import Settings, masked
-from cairo_coder.types import DocumentSource
 
 if TYPE_CHECKING:
     pass
@@ -107,7 +106,7 @@ def ingest(
       cairo-coder ingest --source cairo_book --source corelib_docs --json
     """
     settings = _settings()
-    chosen = _parse_sources(sources)
+    chosen = _parse_sources(settings, sources)
     reports = _run(lambda: _ingest(settings, chosen, from_dir, reindex, json_output))
     if json_output:
         out.print_json(data=[_report_json(r) for r in reports])
@@ -118,13 +117,13 @@ def ingest(
 
 
 async def _ingest(
-    settings: Settings, chosen: list[DocumentSource] | None, from_dir: Path | None, reindex: bool, quiet: bool
+    settings: Settings, chosen: list[str] | None, from_dir: Path | None, reindex: bool, quiet: bool
 ) -> list[Any]:
-    from cairo_coder.ingest.loader import Ingester, SourceReport, SourceUnavailableError
+    from cairo_coder.errors import SourceUnavailableError
+    from cairo_coder.ingest.loader import Ingester, SourceReport
 
-    store = await _open_store(settings, for_writing=True)
     reports: list[SourceReport] = []
-    try:
+    async with await _open_store(settings, for_writing=True) as store:
         if reindex:
             await store.reset()
         explicit = chosen is not None
@@ -151,10 +150,8 @@ async def _ingest(
                 except SourceUnavailableError as exc:
                     if explicit:
                         raise
-                    skipped = SourceReport(source.value, skipped_reason=str(exc))
+                    skipped = SourceReport(source, skipped_reason=str(exc))
                     reports.append(skipped)
-    finally:
-        await store.close()
     return reports
 
 
@@ -247,22 +244,19 @@ def search(
     """
     settings = _settings()
     chosen_mode = mode.value if mode else settings.search.mode
-    sources = _parse_sources(source)
+    sources = _parse_sources(settings, source)
 
     async def run() -> list[Any]:
-        store = await _open_store(settings)
-        try:
+        async with await _open_store(settings) as store:
             return list(
                 await store.search(
                     query,
                     k or settings.search.k,
-                    [s.value for s in sources] if sources else None,
+                    sources,
                     chosen_mode,
                     min_similarity,
                 )
             )
-        finally:
-            await store.close()
 
     results = _run(run)
     if json_output:
@@ -305,12 +299,9 @@ def db_status(json_output: Annotated[bool, typer.Option("--json", help="Print JS
     settings = _settings()
 
     async def run() -> dict[str, Any]:
-        store = await _open_store(settings)
-        try:
+        async with await _open_store(settings) as store:
             status: dict[str, Any] = await store.status()
             return status
-        finally:
-            await store.close()
 
     status = _run(run)
     if json_output:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import Annotated, Any
 
 import typer
 
-from cairo_coder.cli.common import _run, _settings, _state, app, err
+from cairo_coder.cli.common import _run, _settings, app, err
 from cairo_coder.config import Settings
 
 
@@ -17,11 +16,8 @@ async def _ingest_if_empty(settings: Settings) -> None:
     from cairo_coder.cli.common import _open_store
     from cairo_coder.cli.knowledge import _ingest, _print_summary
 
-    store = await _open_store(settings)
-    try:
+    async with await _open_store(settings) as store:
         documents = await store.count_documents()
-    finally:
-        await store.close()
     if documents:
         return
     err.print("[bold]The document store is empty: ingesting the documentation first (once).[/]", highlight=False)
@@ -91,12 +87,16 @@ def serve(
 
         uvicorn.run(create_app(settings), **options)
         return
-    # Worker processes rebuild the settings from the same file and environment (plus this command's options).
-    if _state["config"] is not None:
-        os.environ["CAIRO_CODER_CONFIG"] = str(_state["config"])
-    os.environ["CAIRO_CODER_SERVER__HOST"] = server.host
-    os.environ["CAIRO_CODER_SERVER__PORT"] = str(server.port)
-    uvicorn.run("cairo_coder.server.app:app_from_environment", factory=True, workers=server.workers, **options)
+    # Several workers: uvicorn pickles its Config into each worker process, app factory included, so every worker
+    # builds its app from these very settings (nothing is passed through os.environ, nothing is read twice).
+    from functools import partial
+
+    from uvicorn.supervisors import Multiprocess
+
+    from cairo_coder.server import create_app
+
+    config = uvicorn.Config(partial(create_app, settings), factory=True, workers=server.workers, **options)
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
 @app.command()

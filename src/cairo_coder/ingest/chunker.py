@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cairo_coder.config import SlugStyle
+from cairo_coder.config import CHUNK_MAX_CHARS, CHUNK_TARGET_CHARS, SlugStyle
 from cairo_coder.ingest.readers import FENCE_RE, ParsedPage, Section, fenced_lines
 from cairo_coder.ingest.urls import AnchorRegistry, heading_text
 
@@ -72,7 +72,11 @@ def _split_large(text: str, target: int, max_chars: int) -> list[str]:
 
 
 def chunk_page(
-    page: ParsedPage, slug_style: SlugStyle, target_chars: int = 1800, max_chars: int = 4000, min_chars: int = 350
+    page: ParsedPage,
+    slug_style: SlugStyle,
+    target_chars: int = CHUNK_TARGET_CHARS,
+    max_chars: int = CHUNK_MAX_CHARS,
+    min_chars: int = 350,
 ) -> list[Chunk]:
     registry = AnchorRegistry(slug_style)
     stack: list[tuple[int, str]] = []

@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from cairo_coder.errors import IngestError
+
 MDBOOK_RE = re.compile(r"\{\{#(include|rustdoc_include)\s+([^}\s]+)\s*\}\}")
 VOCS_RE = re.compile(r"^(?P<indent>[ \t]*)//\s*\[!include\s+(?P<target>[^\]\s]+)\s*\]\s*$", re.MULTILINE)
 ADOC_RE = re.compile(r"^include::(?P<target>[^\[\s]+)\[(?P<attrs>[^\]]*)\]\s*$", re.MULTILINE)
@@ -23,7 +25,7 @@ ADOC_TAG_RE = re.compile(r"\b(?:tag|end)::[\w-]+\[\]")
 MAX_DEPTH = 8
 
 
-class IncludeError(Exception):
+class IncludeError(IngestError):
     """An include directive whose target is missing or whose anchor/region/tag does not exist."""
 
 

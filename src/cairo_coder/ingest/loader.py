@@ -19,6 +19,7 @@ from typing import Any
 
 from cairo_coder.config import Settings, SourceConfig
 from cairo_coder.embeddings import chunk_windows
+from cairo_coder.errors import SourceUnavailableError
 from cairo_coder.ingest.includes import IncludeResolver
 from cairo_coder.ingest.pages import (
     PageFailure,
@@ -31,15 +32,8 @@ from cairo_coder.ingest.pages import (
 from cairo_coder.ingest.readers import BadPageError
 from cairo_coder.store.documents import DocumentStore
 from cairo_coder.store.writes import ChunkRecord
-from cairo_coder.types import DocumentSource
 
 logger = logging.getLogger(__name__)
-
-
-class SourceUnavailableError(Exception):
-    """A source's documents cannot be found locally nor fetched."""
-
-    kind = "source_unavailable"
 
 
 @dataclass
@@ -84,6 +78,25 @@ def locate_local(corpus: Path, source: SourceConfig) -> SourceTree | None:
     return SourceTree(root, dict(source.include_roots), commit)
 
 
+def locate_folder(source: SourceConfig) -> SourceTree:
+    """The tree of a source declared with ``path`` (a local folder); its version is the folder's git commit when
+    it is a git checkout, else none (pages are still re-indexed only when their content changes)."""
+    folder = Path(source.path).expanduser()
+    docs = folder / source.docs_root
+    if not docs.is_dir():
+        raise SourceUnavailableError(
+            f"{source.id}: the folder {docs} does not exist (sources.{source.id}.path"
+            + (f" and docs_root {source.docs_root!r})" if source.docs_root not in ("", ".") else ")")
+        )
+    commit: str | None = None
+    try:
+        commit = _git(["rev-parse", "HEAD"], folder).strip() or None
+    except (OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        commit = None
+    depth = len([p for p in Path(source.docs_root).parts if p not in (".", "")])
+    return SourceTree(docs, {"~/": "../" * depth, **source.include_roots}, commit)
+
+
 def fetch_source(source: SourceConfig, cache_dir: Path) -> SourceTree:
     """Shallow-clone (or update) the source's repository into the cache; return its docs tree and commit."""
     if not source.repository:
@@ -125,6 +138,8 @@ class Ingester:
         self.progress = progress
 
     def tree_for(self, source: SourceConfig, from_dir: Path | None) -> SourceTree:
+        if source.path:  # a source declared on a local folder is read from there, online or not
+            return locate_folder(source)
         corpus = from_dir or (Path(self.settings.ingest.corpus).expanduser() if self.settings.ingest.corpus else None)
         if corpus is not None:
             tree = locate_local(corpus, source)
@@ -133,7 +148,7 @@ class Ingester:
             return tree
         return fetch_source(source, self.settings.ingest.resolved_cache_dir())
 
-    async def ingest_source(self, source_id: DocumentSource, from_dir: Path | None = None) -> SourceReport:
+    async def ingest_source(self, source_id: str, from_dir: Path | None = None) -> SourceReport:
         source = self.settings.source(source_id)
         report = SourceReport(source.id)
         started = time.perf_counter()

@@ -12,11 +12,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from cairo_coder.errors import IngestError
 from cairo_coder.ingest.includes import IncludeResolver
 from cairo_coder.ingest.urls import heading_text
 
 
-class BadPageError(Exception):
+class BadPageError(IngestError):
     """A page that cannot be read (unreadable, broken front matter...); it is reported and skipped."""
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import dspy
 
+from cairo_coder.errors import ConfigError
+
 logger = logging.getLogger(__name__)
 
 
-class OptimizedProgramError(Exception):
+class OptimizedProgramError(ConfigError):
     """An optimized program file exists but cannot be loaded into the program (wrong program or corrupt)."""
-
-    kind = "invalid_configuration"
 
 
 def optimized_path(directory: str | Path, name: str, agent_id: str | None = None) -> Path | None:

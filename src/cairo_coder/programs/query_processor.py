@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import dspy
@@ -155,37 +155,41 @@ class QueryProcessorProgram(dspy.Module):
         signature: type[dspy.Signature] = CairoQuerySignature,
         demos: Sequence[dspy.Example] = CAIRO_DEMOS,
         max_queries: int = 5,
+        extra_sources: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
+        if extra_sources:  # sources of this deployment's registry that the built-in instructions do not list
+            signature = signature.with_instructions(
+                f"{signature.instructions}\n\nThis deployment also has these sources:\n"
+                + "\n".join(f"- {source}: {description}" for source, description in extra_sources.items())
+            )
         self.predict = dspy.Predict(signature)
         self.predict.demos = list(demos)
         self.max_queries = max_queries
 
-    def forward(
-        self, query: str, chat_history: str = "", allowed: Sequence[DocumentSource] | None = None
-    ) -> dspy.Prediction:
+    def forward(self, query: str, chat_history: str = "", allowed: Sequence[str] | None = None) -> dspy.Prediction:
         out = self.predict(query=query, chat_history=chat_history or NO_HISTORY)
         return self._result(query, out, allowed)
 
     async def aforward(
-        self, query: str, chat_history: str = "", allowed: Sequence[DocumentSource] | None = None
+        self, query: str, chat_history: str = "", allowed: Sequence[str] | None = None
     ) -> dspy.Prediction:
         out = await self.predict.acall(query=query, chat_history=chat_history or NO_HISTORY)
         return self._result(query, out, allowed)
 
-    def _result(self, query: str, out: Any, allowed: Sequence[DocumentSource] | None) -> dspy.Prediction:
+    def _result(self, query: str, out: Any, allowed: Sequence[str] | None) -> dspy.Prediction:
         processed = build_processed_query(query, out.search_queries, out.resources, allowed, self.max_queries)
         return dspy.Prediction(
             processed_query=processed,
             search_queries=processed.search_queries,
-            resources=[r.value for r in processed.resources],
+            resources=list(processed.resources),
         )
 
 
 def build_processed_query(
-    query: str, search_queries: Any, resources: Any, allowed: Sequence[DocumentSource] | None, max_queries: int = 5
+    query: str, search_queries: Any, resources: Any, allowed: Sequence[str] | None, max_queries: int = 5
 ) -> ProcessedQuery:
-    allowed_list = list(allowed) if allowed is not None else list(DocumentSource)
+    allowed_list = [str(s) for s in allowed] if allowed is not None else [s.value for s in DocumentSource]
     queries: list[str] = []
     seen: set[str] = set()
     for item in search_queries if isinstance(search_queries, list) else []:
@@ -193,11 +197,10 @@ def build_processed_query(
         if text and text.casefold() not in seen:
             seen.add(text.casefold())
             queries.append(text[:300])
-    valid = {s.value: s for s in DocumentSource}
-    picked: list[DocumentSource] = []
+    picked: list[str] = []
     for item in resources if isinstance(resources, list) else []:
-        source = valid.get(str(item).strip().lower())
-        if source is not None and source in allowed_list and source not in picked:
+        source = str(item).strip().lower()
+        if source in allowed_list and source not in picked:
             picked.append(source)
     texts = [query, *queries]
     return ProcessedQuery(
@@ -209,6 +212,6 @@ def build_processed_query(
     )
 
 
-def raw_processed_query(query: str, allowed: Sequence[DocumentSource]) -> ProcessedQuery:
+def raw_processed_query(query: str, allowed: Sequence[str]) -> ProcessedQuery:
     """What retrieval searches without a language model: the raw query, over every allowed source."""
     return build_processed_query(query, [], [], allowed)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import dspy
 
+from cairo_coder.config import RRF_K
 from cairo_coder.embeddings import Embedder
 from cairo_coder.store import search as rank
 from cairo_coder.store.documents import DocumentStore
@@ -17,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 # Weight of the original question's ranking in the fusion: it is what the user actually asked.
 ORIGINAL_QUERY_WEIGHT = 2.0
-RANK_FUSION_K = 60
+RANK_FUSION_K = RRF_K  # the fusion of several search queries uses the default of search.rrf_k
 JUDGE_EXCERPT_CHARS = 1200
 
 
@@ -75,9 +76,16 @@ class DocumentRetrieverProgram(dspy.Module):
     """
 
     def __init__(
-        self, store: DocumentStore, embedder: Embedder, *, candidates_per_query: int = 10, max_search_queries: int = 5
+        self,
+        store: DocumentStore,
+        embedder: Embedder,
+        *,
+        candidates_per_query: int = 10,
+        max_search_queries: int = 5,
+        all_sources: Collection[str] = tuple(DocumentSource),
     ) -> None:
         super().__init__()
+        self.all_sources = frozenset(all_sources)  # the registry: searching all of it needs no filter
         self.store = store
         self.embedder = embedder
         self.candidates_per_query = candidates_per_query
@@ -105,7 +113,7 @@ class DocumentRetrieverProgram(dspy.Module):
         if use_vectors:
             vectors = list(await self.embedder.embed(queries))
         # Every source is the same as no filter, and the unfiltered plan is the cheaper one.
-        source_ids = None if set(sources) == set(DocumentSource) else [s.value for s in sources]
+        source_ids = None if set(sources) >= self.all_sources else list(sources)
         # Every search reports its results' similarity to the question itself: that is what they are reranked by.
         rankings = await asyncio.gather(
             *(

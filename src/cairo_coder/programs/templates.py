@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cairo_coder.errors import ConfigError
+
 CONTRACT_TEMPLATE = """\
 Template: a Starknet contract in modern Cairo 2.x (adapt names and logic; keep the structure and imports).
 
@@ -137,10 +139,8 @@ fn test_zero_amount_panics() {
 BUILTIN = {"contract": CONTRACT_TEMPLATE, "test": TEST_TEMPLATE}
 
 
-class TemplateError(ValueError):
+class TemplateError(ConfigError):
     """A template setting names a file that cannot be read."""
-
-    kind = "invalid_configuration"
 
 
 def resolve_template(setting: str, kind: str) -> str:

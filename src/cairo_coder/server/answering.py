@@ -17,12 +17,14 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from cairo_coder.errors import ClientDisconnected
+from cairo_coder.events import Accumulator, StreamEvent, source_dicts
 from cairo_coder.pipeline import GenerationOptions
 from cairo_coder.sanitize import clean_text
-from cairo_coder.server.errors import APIError, from_payload
+from cairo_coder.server.errors import APIError, from_error
 from cairo_coder.server.state import Services
 from cairo_coder.store.insights import InsightEntry
-from cairo_coder.types import Message, StreamEvent
+from cairo_coder.types import Message
 
 T = TypeVar("T")
 
@@ -52,42 +54,11 @@ def check_agent(services: Services, agent_id: str, mcp_mode: bool = True) -> Non
         services.router.lm("generation", agent)  # LLMNotConfiguredError -> 503 naming the settings to provide
 
 
-@dataclass
-class Answer:
-    """What a request's events add up to (the same bookkeeping for recording and for whole answers)."""
-
-    parts: list[str] = field(default_factory=list)
-    sources: list[dict[str, Any]] = field(default_factory=list)
-    usage: dict[str, Any] = field(default_factory=dict)
-    citations: list[int] = field(default_factory=list)
-    finish_reason: str = "stop"  # "length": the model stopped at max_tokens, the answer is incomplete
-    status: str = "cancelled"  # until an end or error event says otherwise
-    error: dict[str, Any] | None = None
-
-    @property
-    def text(self) -> str:
-        return "".join(self.parts).strip()
-
-    def add(self, event: StreamEvent) -> None:
-        if event.type == "sources":
-            self.sources = list(event.data)
-        elif event.type == "response":
-            self.parts.append(str(event.data))
-        elif event.type == "final_response":
-            self.usage = dict(event.data.get("usage") or {})
-            self.citations = list(event.data.get("citations") or [])
-            self.finish_reason = str(event.data.get("finish_reason") or "stop")
-        elif event.type == "end":
-            self.status = "ok"
-        elif event.type == "error":
-            self.status, self.error = "error", dict(event.data)
-
-
 async def answer_events(services: Services, question: Question) -> AsyncIterator[StreamEvent]:
     """The pipeline's events for ``question``; records the outcome in query insights when it ends."""
     pipeline = services.factory.create_agent_by_id(question.agent_id)
     started = time.perf_counter()
-    seen = Answer()
+    seen = Accumulator()
     try:
         async for event in pipeline.stream(
             question.query, question.history, mcp_mode=question.mcp_mode, options=question.options
@@ -101,26 +72,26 @@ async def answer_events(services: Services, question: Question) -> AsyncIterator
                     agent_id=question.agent_id,
                     query=question.query,
                     chat_history=[m.model_dump(mode="json") for m in question.history],
-                    answer="".join(seen.parts) or None,
-                    sources=seen.sources,
-                    usage=seen.usage,
+                    answer=seen.streamed or None,
+                    sources=source_dicts(seen.sources),
+                    usage=seen.usage.model_dump() if seen.final is not None else {},
                     duration_ms=round((time.perf_counter() - started) * 1000, 2),
                     conversation_id=question.conversation_id,
                     user_hash=question.user_hash,
                     mcp_mode=question.mcp_mode,
                     status=seen.status,
-                    error=str(seen.error.get("message")) if seen.error else None,
+                    error=str(seen.error) if seen.error is not None else None,
                 )
             )
 
 
-async def answer(services: Services, question: Question) -> Answer:
-    """The whole answer; an ``error`` event becomes the matching :class:`APIError`."""
-    result = Answer()
+async def answer(services: Services, question: Question) -> Accumulator:
+    """The whole answer; an error event becomes the matching :class:`APIError`."""
+    result = Accumulator()
     async for event in answer_events(services, question):
         result.add(event)
         if result.error is not None:
-            raise from_payload(result.error)
+            raise from_error(result.error)
     return result
 
 
@@ -146,10 +117,6 @@ def check_limits(services: Services, texts: list[tuple[str, str]], param: str) -
             "message_too_long",
             name,
         )
-
-
-class ClientDisconnected(Exception):
-    """The HTTP client left before its answer was ready; the work for it was cancelled."""
 
 
 async def _wait_for_disconnect(request: Request) -> None:

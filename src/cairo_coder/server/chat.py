@@ -17,9 +17,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
+from cairo_coder.errors import ClientDisconnected
+from cairo_coder.events import End, ErrorEvent, Final, Processing, Sources, Text, source_dicts, wire_data
 from cairo_coder.pipeline import GenerationOptions
 from cairo_coder.server.answering import (
-    ClientDisconnected,
     Question,
     answer,
     answer_events,
@@ -30,9 +31,10 @@ from cairo_coder.server.answering import (
     until_disconnect,
 )
 from cairo_coder.server.deps import Svc, user_hash
-from cairo_coder.server.errors import APIError, error_responses, from_payload
+from cairo_coder.server.errors import APIError, error_responses, from_error
 from cairo_coder.server.schemas import ChatCompletion, ChatCompletionRequest, parse_flag
 from cairo_coder.server.state import Services
+from cairo_coder.types import RequestUsage
 
 router = APIRouter(tags=["chat"])
 ERRORS = error_responses(400, 401, 404, 413, 422, 429, 500, 503)
@@ -104,9 +106,9 @@ async def complete(
             "id": completion_id,
             "created": created,
             "model": agent_id,
-            "sources": result.sources,
+            "sources": source_dicts(result.sources),
             "citations": result.citations,
-            "usage": {k: int(result.usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
+            "usage": openai_usage(result.usage),
             "choices": [
                 {
                     "index": 0,
@@ -136,34 +138,34 @@ async def sse_events(
         return {**base, "choices": [], "cairo_coder": {"type": event_type, "data": data}}
 
     yield _sse(chunk({"role": "assistant", "content": ""}))
-    usage: dict[str, Any] = {}
+    usage = RequestUsage()
     finish = "stop"
     async for event in answer_events(services, question):
-        if event.type == "response":
-            yield _sse(chunk({"content": event.data}))
-        elif event.type in ("processing", "sources"):
-            yield _sse(own(event.type, event.data), event.type)
-        elif event.type == "final_response":
-            usage = dict(event.data.get("usage") or {})
-            finish = str(event.data.get("finish_reason") or "stop")
-            yield _sse(own("final_response", event.data), "final_response")
-        elif event.type == "end":
-            yield _sse(chunk({}, finish))
-            if include_usage:
-                yield _sse(
-                    {
-                        **base,
-                        "choices": [],
-                        "usage": {
-                            k: int(usage.get(k) or 0) for k in ("prompt_tokens", "completion_tokens", "total_tokens")
-                        },
-                    }
-                )
-        elif event.type == "error":
-            error = from_payload(event.data)
-            yield _sse(error.payload(), "error")
-            break
+        match event:
+            case Text():
+                yield _sse(chunk({"content": event.text}))
+            case Processing() | Sources():
+                yield _sse(own(event.type, wire_data(event)), event.type)
+            case Final():
+                usage, finish = event.usage, event.finish_reason or "stop"
+                yield _sse(own(event.type, wire_data(event)), event.type)
+            case End():
+                yield _sse(chunk({}, finish))
+                if include_usage:
+                    yield _sse({**base, "choices": [], "usage": openai_usage(usage)})
+            case ErrorEvent():
+                yield _sse(from_error(event.error).payload(), "error")
+                break
     yield "data: [DONE]\n\n"
+
+
+def openai_usage(usage: RequestUsage) -> dict[str, int]:
+    """The usage object of the OpenAI API (our per-stage breakdown stays in the final_response event)."""
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
 
 
 McpHeader = Annotated[

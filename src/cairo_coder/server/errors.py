@@ -17,31 +17,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-logger = logging.getLogger(__name__)
+from cairo_coder.errors import CairoCoderError, as_error
 
-# kind (our exceptions' stable ``kind``, see llm.py, store/errors.py, embeddings.py) -> HTTP status
-KIND_STATUS: dict[str, int] = {
-    "invalid_request": 400,
-    "llm_bad_request": 400,
-    "unknown_agent": 404,
-    "llm_rate_limited": 429,
-    "llm_not_configured": 503,
-    "llm_unavailable": 503,
-    "llm_auth": 503,
-    "database_unavailable": 503,
-    "database_auth": 503,
-    "database_error": 503,
-    "embedding_unavailable": 503,
-    "embedding_not_configured": 503,
-    "embedder_mismatch": 503,
-    "llm_error": 503,
-    "invalid_configuration": 503,  # a template or optimized program of the deployment is broken
-    "source_unavailable": 503,
-    "invalid_dataset": 400,
-    "llm_bad_output": 502,  # the provider answered, but with nothing usable
-    "llm_incomplete": 502,  # the provider's stream broke off mid-answer
-    "internal_error": 500,
-}
+logger = logging.getLogger(__name__)
 
 STATUS_TYPE: dict[int, str] = {
     400: "invalid_request_error",
@@ -73,8 +51,12 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-class APIError(Exception):
-    """An error answer: status, message for people, stable code for programs, the offending parameter."""
+class APIError(CairoCoderError):
+    """An HTTP-level error answer: status, message for people, stable code for programs, the offending parameter.
+
+    The pipeline's and the store's errors are not APIErrors: :func:`from_exception` turns any exception into
+    one, through the single mapping of the error tree (cairo_coder/errors.py).
+    """
 
     def __init__(
         self,
@@ -89,6 +71,7 @@ class APIError(Exception):
         self.status = status
         self.message = message
         self.code = code
+        self.kind = code or STATUS_TYPE.get(status, "invalid_request_error")
         self.param = param
         self.headers = headers or {}
 
@@ -100,33 +83,20 @@ class APIError(Exception):
         return {"error": {"message": self.message, "type": self.type, "code": self.code, "param": self.param}}
 
 
-def from_kind(kind: str, message: str, retry_after: float | None = None) -> APIError:
-    """The API error for one of our exception kinds (the ``type`` of a pipeline ``error`` event). 429 and 503
-    carry Retry-After: the provider's own when it sent one, else 5 s."""
-    status = KIND_STATUS.get(kind, 500)
+def from_error(error: CairoCoderError) -> APIError:
+    """The API error of one of ours. 429 and 503 carry Retry-After: the cause's own when it had one, else 5 s."""
+    if isinstance(error, APIError):
+        return error
     headers = None
-    if status in (429, 503):
+    if error.status in (429, 503):
+        retry_after = error.retry_after
         headers = {"retry-after": str(max(1, math.ceil(retry_after))) if retry_after else "5"}
-    return APIError(status, message, code=kind, headers=headers)
-
-
-def from_payload(payload: dict[str, Any]) -> APIError:
-    """The API error of a pipeline ``error`` event's data."""
-    retry_after = payload.get("retry_after")
-    return from_kind(
-        str(payload.get("type")),
-        str(payload.get("message")),
-        float(retry_after) if isinstance(retry_after, int | float) else None,
-    )
+    return APIError(error.status, str(error), code=error.kind, headers=headers)
 
 
 def from_exception(exc: BaseException) -> APIError:
-    """Map any exception once: ours carry a ``kind``; anything else is a bug, logged with its traceback."""
-    if isinstance(exc, APIError):
-        return exc
-    from cairo_coder.pipeline import error_payload  # the pipeline's own mapping (LLM errors translated)
-
-    return from_payload(error_payload(exc))
+    """Any exception as an API error (the one mapping: errors.as_error; a bug is logged with its traceback)."""
+    return from_error(as_error(exc))
 
 
 def error_response(error: APIError) -> JSONResponse:

@@ -28,7 +28,7 @@ INSTRUCTIONS = (
     "writing or fixing Cairo code: Cairo 2.x syntax and APIs differ from what models remember."
 )
 SEARCH_RESULTS = 10
-SOURCES_HELP = ", ".join(s.value for s in DocumentSource)
+SOURCES_HELP = ", ".join(s.value for s in DocumentSource) + ", or one this server's configuration declares"
 
 
 def build_mcp_server(get_services: Callable[[], Services]) -> MCPServer:
@@ -61,7 +61,7 @@ def build_mcp_server(get_services: Callable[[], Services]) -> MCPServer:
         contracts, Scarb manifests or snforge tests, before relying on memory. Follow a URL with
         get_cairo_doc_page to read the whole page."""
         services = get_services()
-        chosen = _sources(sources)
+        chosen = _sources(services, sources)
         with tool_errors():
             documents = await services.store.search(
                 query, k=SEARCH_RESULTS, sources=chosen, mode=services.settings.search.mode
@@ -123,16 +123,14 @@ def build_mcp_server(get_services: Callable[[], Services]) -> MCPServer:
                 async with services.limiter.slot():
                     result = await answer(services, question)
             # The sources the answer cites first; the others were retrieved too, and may still help an agent.
-            cited = [s for s in result.sources if s["number"] in result.citations]
-            others = [s for s in result.sources if s["number"] not in result.citations]
+            cited = [s for s in result.sources if s.number in result.citations]
+            others = [s for s in result.sources if s.number not in result.citations]
             parts = [result.text]
             if result.finish_reason == "length":
                 parts.append("(This answer is incomplete: it reached the server's token limit, llm.max_tokens.)")
             for heading, group in (("Sources", cited), ("Also retrieved, not cited" if cited else "Sources", others)):
                 if group:
-                    parts.append(
-                        f"{heading}:\n" + "\n".join(f"[{s['number']}] {s['title']} — {s['url']}" for s in group)
-                    )
+                    parts.append(f"{heading}:\n" + "\n".join(f"[{s.number}] {s.title} — {s.url}" for s in group))
             return "\n\n".join(parts)
 
     return server
@@ -151,11 +149,11 @@ def tool_errors() -> Iterator[None]:
         raise ToolError(f"{error.message} ({error.code or error.type}, status {error.status})") from exc
 
 
-def _sources(values: list[str] | None) -> list[str] | None:
+def _sources(services: Services, values: list[str] | None) -> list[str] | None:
+    """The sources to search (None: all); ids outside the server's registry are a tool error listing the known."""
     if not values:
         return None
-    known = {s.value for s in DocumentSource}
-    unknown = [v for v in values if v not in known]
+    unknown = [v for v in values if v not in services.settings.sources]
     if unknown:
-        raise ToolError(f"unknown sources {unknown}; known sources: {SOURCES_HELP}")
+        raise ToolError(f"unknown sources {unknown}; known sources: {', '.join(services.settings.sources)}")
     return values

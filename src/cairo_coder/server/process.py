@@ -17,12 +17,12 @@ from typing import Any
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
+from cairo_coder.events import End, ErrorEvent, Final, Sources, Text, wire_data
 from cairo_coder.server.answering import Question, answer_events, check_agent, check_limits, stream_with_slot
 from cairo_coder.server.deps import Svc, get_services, user_hash
-from cairo_coder.server.errors import KIND_STATUS, APIError, error_responses, from_exception
+from cairo_coder.server.errors import APIError, error_responses, from_exception
 from cairo_coder.server.schemas import ProcessRequest
 from cairo_coder.server.state import Services
-from cairo_coder.types import StreamEvent
 
 router = APIRouter(tags=["agents"])
 NDJSON_DOC: dict[int | str, dict[str, Any]] = {
@@ -54,39 +54,31 @@ def process_question(services: Services, body: ProcessRequest, headers: Any) -> 
     )
 
 
-def public_event(event: StreamEvent) -> dict[str, Any] | None:
-    """The process-interface form of a pipeline event (processing and final_response are folded away)."""
-    if event.type in ("sources", "response"):
-        return {"type": event.type, "data": event.data}
-    if event.type == "final_response":  # folded into "end" below
-        return {
-            "type": "usage",
-            "data": {"usage": event.data.get("usage"), "finish_reason": event.data.get("finish_reason") or "stop"},
-        }
-    if event.type == "end":
-        return {"type": "end", "data": {}}
-    if event.type == "error":
-        kind = str(event.data.get("type"))
-        data = {"type": kind, "message": event.data.get("message"), "status": KIND_STATUS.get(kind, 500)}
-        if event.data.get("retry_after") is not None:
-            data["retry_after"] = event.data["retry_after"]
-        return {"type": "error", "data": data}
-    return None
+def error_data(kind: str, message: str, status: int, retry_after: float | None = None) -> dict[str, Any]:
+    """The process interface's error event data."""
+    data: dict[str, Any] = {"type": kind, "message": message, "status": status}
+    if retry_after is not None:
+        data["retry_after"] = retry_after
+    return data
 
 
 async def process_events(services: Services, question: Question) -> AsyncIterator[dict[str, Any]]:
-    ending: dict[str, Any] = {"usage": None}
+    """The process-interface events: sources, response*, then end (usage and finish_reason) or error."""
+    usage: dict[str, Any] | None = None
+    finish_reason = "stop"
     async for event in answer_events(services, question):
-        public = public_event(event)
-        if public is None:
-            continue
-        if public["type"] == "usage":
-            ending = public["data"]
-            continue
-        if public["type"] == "end":
-            # finish_reason "length": the answer stopped at the token limit (incomplete), as OpenAI reports it
-            public["data"] = {"usage": ending["usage"], "finish_reason": ending.get("finish_reason", "stop")}
-        yield public
+        match event:
+            case Sources() | Text():
+                yield {"type": event.type, "data": wire_data(event)}
+            case Final():  # folded into "end"
+                usage = event.usage.model_dump()
+                finish_reason = event.finish_reason or "stop"
+            case End():
+                # finish_reason "length": the answer stopped at the token limit (incomplete), as OpenAI reports it
+                yield {"type": "end", "data": {"usage": usage, "finish_reason": finish_reason}}
+            case ErrorEvent():
+                data = error_data(event.kind, event.message, event.status, event.retry_after)
+                yield {"type": "error", "data": data}
 
 
 @router.post(
@@ -123,7 +115,7 @@ async def process_ws(websocket: WebSocket) -> None:
             raise
 
     def error(kind: str, message: str, status: int, request_id: Any = None) -> dict[str, Any]:
-        return {"type": "error", "data": {"type": kind, "message": message, "status": status}, "id": request_id}
+        return {"type": "error", "data": error_data(kind, message, status), "id": request_id}
 
     try:
         while True:

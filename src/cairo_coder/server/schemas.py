@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cairo_coder.types import DocumentSource, Message, Role, SourceInfo, Usage
+from cairo_coder.types import Message, Role, SourceInfo, Usage
 
 
 def no_nul(value: Any) -> Any:
@@ -104,7 +104,7 @@ class AgentCard(BaseModel):
     id: str
     name: str
     description: str
-    sources: list[DocumentSource]
+    sources: list[str]
     default: bool = False
 
 

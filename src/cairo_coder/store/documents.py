@@ -56,8 +56,7 @@ class DocumentStore:
         self.source_sizes = rank.SourceSizes()
         self.retry_seconds = DEFAULT_RETRY_SECONDS
         self.exact_scans = ExactScans(pool, search_settings.window_weight)
-        reference = {source.value: globs for source, globs in search_settings.reference_pages.items()}
-        self.page_kinds = rank.PageKinds(reference, search_settings.reference_weight)
+        self.page_kinds = rank.PageKinds(dict(search_settings.reference_pages), search_settings.reference_weight)
 
     @classmethod
     async def open(

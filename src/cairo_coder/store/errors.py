@@ -1,12 +1,15 @@
-"""Precise store exceptions. Each message says what went wrong and what to do about it."""
+"""Precise store exceptions (the tree: cairo_coder/errors.py). Each message says what went wrong and what to do."""
 
 from __future__ import annotations
 
+from cairo_coder.errors import CairoCoderError
 
-class StoreError(Exception):
+
+class StoreError(CairoCoderError):
     """Base class of every store failure."""
 
     kind = "database_error"
+    status = 503
 
 
 class DatabaseUnavailableError(StoreError):
@@ -21,7 +24,7 @@ class DatabaseAuthError(StoreError):
     kind = "database_auth"
 
 
-class PgvectorMissingError(StoreError):
+class PgvectorMissingError(DatabaseUnavailableError):
     """The server has no pgvector extension available."""
 
     kind = "database_unavailable"
@@ -39,7 +42,7 @@ class SchemaVersionError(StoreError):
     kind = "database_error"
 
 
-class EmbeddedServerError(StoreError):
+class EmbeddedServerError(DatabaseUnavailableError):
     """The embedded PostgreSQL (pgserver) could not be started."""
 
     kind = "database_unavailable"
