@@ -58,6 +58,17 @@ def test_no_valid_resource_means_all_of_the_agents_sources() -> None:
     assert out.processed_query.is_test_related
 
 
+def test_a_deployments_own_sources_are_described_to_the_query_processor_and_can_be_chosen() -> None:
+    lm = DummyLM([{"search_queries": ["Zorbex widget"], "resources": ["team_docs", "cairo_book"]}])
+    program = QueryProcessorProgram(extra_sources={"team_docs": "Our team's conventions: Zorbex widgets."})
+    with dspy.context(lm=lm):
+        out = program(query="How do we build a Zorbex widget?", allowed=["team_docs", BOOK])
+    assert out.processed_query.resources == ["team_docs", BOOK]
+    instructions = lm.history[-1]["messages"][0]["content"]
+    assert "- team_docs: Our team's conventions: Zorbex widgets." in instructions
+    assert "team_docs" not in str(QueryProcessorProgram().predict.signature.instructions), "built-ins unchanged"
+
+
 async def test_query_processor_async_and_history_reach_the_prompt() -> None:
     lm = DummyLM([{"search_queries": ["Felt252Dict remove"], "resources": ["corelib_docs"]}])
     with dspy.context(lm=lm):
