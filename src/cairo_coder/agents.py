@@ -66,14 +66,10 @@ def build_programs(
     """The programs of one agent, with optimized versions loaded from ``pipeline.optimized_dir`` if present."""
     pipeline = settings.pipeline
     scarb = agent.program == "scarb"
-    builtin = {s.value for s in DocumentSource}
     query_processor = QueryProcessorProgram(
         ScarbQuerySignature if scarb else CairoQuerySignature,
         SCARB_DEMOS if scarb else CAIRO_DEMOS,
         pipeline.max_search_queries,
-        extra_sources={
-            s: settings.sources[s].description or settings.sources[s].name for s in agent.sources if s not in builtin
-        },
     )
     generation = GenerationProgram(ScarbGenerationSignature if scarb else CairoGenerationSignature)
     retriever = DocumentRetrieverProgram(
@@ -93,6 +89,11 @@ def build_programs(
         path = load_optimized(program, pipeline.optimized_dir, name, agent.id)
         if path is not None:
             optimized[name] = path
+    # After loading (a saved program's instructions replace the built-in ones): the sources only this deployment has.
+    builtin = {s.value for s in DocumentSource}
+    query_processor.describe_sources(
+        {s: settings.sources[s].description or settings.sources[s].name for s in agent.sources if s not in builtin}
+    )
     templates = {
         "contract": resolve_template(agent.contract_template, "contract"),
         "test": resolve_template(agent.test_template, "test"),

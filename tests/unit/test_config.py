@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from cairo_coder.config import ConfigError, load_settings, load_settings_with_origin, masked
+from cairo_coder.errors import InvalidRequestError
 from cairo_coder.types import DocumentSource
 from tests.helpers import run_cli
 
@@ -51,6 +52,30 @@ def test_sources_and_agents_can_be_overridden_and_added(tmp_path: Path) -> None:
     assert settings.source("cairo_book").docs_root == "src"  # the rest of the built-in entry is kept
     assert settings.agents["my-agent"].max_source_count == 3
     assert settings.agents["my-agent"].id == "my-agent"
+
+
+def test_a_new_source_is_a_registry_entry_and_agents_are_checked_against_the_registry(tmp_path: Path) -> None:
+    config = tmp_path / "sub" / "c.toml"
+    config.parent.mkdir()
+    config.write_text(
+        '[sources.team_docs]\nname = "Team"\npath = "../handbook"\nbase_url = "https://docs.example.com"\n'
+        '[agents.everything]\nname = "All"\n'
+    )
+    settings = load_settings(config, environ={})
+    assert settings.source("team_docs").path == str(tmp_path / "handbook"), "relative to the declaring file"
+    assert settings.agents["everything"].sources[-1] == "team_docs", "an agent without sources gets all of them"
+    assert "team_docs" not in settings.agents["cairo-coder"].sources, "declared agents keep their own list"
+    with pytest.raises(InvalidRequestError, match=r"unknown source 'nope'; known sources: cairo_book, .*team_docs"):
+        settings.source("nope")
+    env = {"CAIRO_CODER_AGENTS__SCARB_ASSISTANT__SOURCES": '["scarb_docs", "team_doc"]'}
+    with pytest.raises(ConfigError) as info:
+        load_settings(config, environ=env)
+    message = str(info.value)
+    assert (
+        "agents.scarb-assistant.sources (from environment variable CAIRO_CODER_AGENTS__SCARB_ASSISTANT__SOURCES)"
+        in (message)
+    )
+    assert "not 'team_doc' (known sources:" in message and "team_docs" in message
 
 
 @pytest.mark.parametrize(

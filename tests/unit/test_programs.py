@@ -199,3 +199,25 @@ def test_cached_adapter_formats_like_dspy_and_reformats_only_new_demos() -> None
     other = [dspy.Example(**{**demos[0].toDict(), "query": "a different demo question"})]
     assert adapter.format(QuerySignature, other, inputs) == plain.format(QuerySignature, other, inputs)
     assert adapter.formatted == calls + 3, "new demo objects are formatted, then the question"
+
+
+def test_an_optimized_query_processor_still_knows_the_deployments_own_sources(tmp_path: Path) -> None:
+    from cairo_coder.agents import build_programs
+    from cairo_coder.config import load_settings
+
+    optimized = tmp_path / "optimized"
+    optimized.mkdir()
+    saved = QueryProcessorProgram()
+    saved.predict.signature = saved.predict.signature.with_instructions("Optimized instructions.")
+    saved.save(str(optimized / "query_processor.json"))
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[pipeline]\noptimized_dir = "{optimized}"\n'
+        '[sources.team_docs]\nname = "Team"\npath = "."\nbase_url = "https://docs.example.com"\n'
+        'description = "Zorbex widgets"\n[agents.cairo-coder]\nname = "All"\nsources = ["team_docs", "cairo_book"]\n'
+    )
+    settings = load_settings(config, environ={})
+    programs = build_programs(settings.agents["cairo-coder"], settings, None, None)  # type: ignore[arg-type]
+    instructions = programs.query_processor.predict.signature.instructions
+    assert "query_processor" in programs.optimized, "the optimized program was loaded"
+    assert instructions.startswith("Optimized instructions.") and "- team_docs: Zorbex widgets" in instructions

@@ -158,14 +158,21 @@ class QueryProcessorProgram(dspy.Module):
         extra_sources: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
-        if extra_sources:  # sources of this deployment's registry that the built-in instructions do not list
-            signature = signature.with_instructions(
-                f"{signature.instructions}\n\nThis deployment also has these sources:\n"
-                + "\n".join(f"- {source}: {description}" for source, description in extra_sources.items())
-            )
         self.predict = dspy.Predict(signature)
         self.predict.demos = list(demos)
         self.max_queries = max_queries
+        self.describe_sources(extra_sources or {})
+
+    def describe_sources(self, extra_sources: Mapping[str, str]) -> None:
+        """Add this deployment's own sources (id: what it covers) to the instructions, which list the built-in
+        ones. Called again after an optimized program is loaded: its saved instructions replace these."""
+        if not extra_sources:
+            return
+        signature = self.predict.signature
+        self.predict.signature = signature.with_instructions(
+            f"{signature.instructions}\n\nThis deployment also has these sources:\n"
+            + "\n".join(f"- {source}: {description}" for source, description in extra_sources.items())
+        )
 
     def forward(self, query: str, chat_history: str = "", allowed: Sequence[str] | None = None) -> dspy.Prediction:
         out = self.predict(query=query, chat_history=chat_history or NO_HISTORY)
