@@ -18,6 +18,7 @@ import dspy
 from dspy.streaming import StreamListener, StreamResponse
 from dspy.utils.usage_tracker import track_usage
 
+from cairo_coder import observe
 from cairo_coder.citations import check_citations
 from cairo_coder.config import PipelineSettings
 from cairo_coder.errors import InvalidRequestError
@@ -28,7 +29,7 @@ from cairo_coder.programs.adapter import ADAPTER
 from cairo_coder.programs.generation import GenerationProgram, format_context
 from cairo_coder.programs.query_processor import QueryProcessorProgram, raw_processed_query
 from cairo_coder.programs.retriever import DocumentRetrieverProgram
-from cairo_coder.tokens import count_tokens, count_tokens_cached, truncate_to_tokens
+from cairo_coder.rendering import format_for_agent, format_history, source_infos
 from cairo_coder.types import (
     AgentConfiguration,
     Message,
@@ -41,7 +42,6 @@ from cairo_coder.types import (
 
 logger = logging.getLogger(__name__)
 
-MAX_HISTORY_MESSAGE_CHARS = 4000
 T = TypeVar("T")
 
 
@@ -64,73 +64,6 @@ class RagResult:
     citations: list[int] = field(default_factory=list)  # the source numbers the answer cites
     unknown_citations: list[int] = field(default_factory=list)  # numbers it cites that no source has
     finish_reason: str = "stop"  # "length": the model stopped at the token limit, the answer is incomplete
-
-
-def format_history(history: Sequence[Message], limit: int) -> str:
-    recent = list(history)[-limit:] if limit else []
-    return "\n".join(f"{m.role.value}: {m.content[:MAX_HISTORY_MESSAGE_CHARS]}" for m in recent)
-
-
-def source_infos(documents: Sequence[SearchResult]) -> list[SourceInfo]:
-    infos = []
-    for number, doc in enumerate(documents, start=1):
-        meta = doc.document.metadata
-        infos.append(
-            SourceInfo(
-                number=number,
-                title=meta.title or meta.path,
-                url=meta.url,
-                source=meta.source,
-                path=meta.path,
-                section=list(meta.section),
-                version=meta.source_commit,
-                score=round(doc.score, 6),
-            )
-        )
-    return infos
-
-
-TRUNCATION_NOTE = "[... truncated to the token budget]\n"
-MIN_CUT_TOKENS = 50  # a chunk cut shorter than this is left out (unless it is the only one)
-
-
-def format_for_agent(documents: Sequence[SearchResult], max_tokens: int) -> str:
-    """Documentation for a coding agent (MCP mode): title, url and content of each chunk, within ``max_tokens``
-    (cl100k tokens, see tokens.py).
-
-    Chunks are added whole in ranking order; the first chunk that would exceed the budget is cut at a line
-    boundary and nothing follows it, so the most relevant text always comes first.
-    """
-    parts: list[str] = []
-    used = 0
-    for number, doc in enumerate(documents, start=1):
-        meta = doc.document.metadata
-        content = doc.document.content.strip()
-        version = f" @ {meta.source_commit[:12]}" if meta.source_commit else ""
-        header = f"## [{number}] {meta.heading()}\nSource: {meta.source}{version} — {meta.url}\n\n"
-        block = f"{header}{content}\n"
-        separator = 1 if parts else 0  # the line break that joins blocks
-        # Counted in parts: the chunk's own count was stored at ingestion (else counted here, and cached). The
-        # parts meet at line breaks, where cl100k's pre-tokenizer splits anyway: the sum is the block's count, or
-        # one more when the closing line break merges into the last token (tests/unit/test_tokens.py checks it).
-        content_tokens = meta.prompt_tokens if meta.prompt_tokens is not None else count_tokens_cached(content)
-        cost = count_tokens(header) + content_tokens + 1
-        if used + separator + cost > max_tokens:
-            room = max_tokens - used - separator - count_tokens(TRUNCATION_NOTE)
-            if room >= MIN_CUT_TOKENS or not parts:
-                cut = truncate_to_tokens(block, room)
-                if cut:
-                    parts.append(cut + TRUNCATION_NOTE)
-            break
-        parts.append(block)
-        used += separator + cost
-    if not parts:
-        return (
-            "No documentation matching this query was found."
-            if not documents
-            else (f"The documentation found does not fit in {max_tokens} tokens; ask with a larger budget.")
-        )
-    return "\n".join(parts)
 
 
 class RagPipeline:
@@ -239,8 +172,24 @@ class RagPipeline:
             search_queries=tuple(processed.search_queries),
             resources=tuple(processed.resources),
         )
-        documents = await self._retrieve(processed, mcp_mode, usage)
+        with observe.stage("retrieval"):
+            documents = await self._retrieve(processed, mcp_mode, usage)
         state["documents"] = documents
+        if logger.isEnabledFor(logging.DEBUG):  # user text and scores: DEBUG only
+            logger.debug(
+                "retrieval",
+                extra={
+                    "fields": {
+                        "question": query,
+                        "search_queries": processed.search_queries,
+                        "sources": processed.resources,
+                        "documents": [
+                            {"source": d.document.metadata.source, "url": d.document.metadata.url, "score": d.score}
+                            for d in documents
+                        ],
+                    }
+                },
+            )
         yield Sources(tuple(source_infos(documents)))
         if mcp_mode:
             text = format_for_agent(documents, self.settings.mcp_max_tokens)
@@ -290,6 +239,7 @@ class RagPipeline:
         # Streamed generation keeps DSPy's own ChatAdapter (its StreamListener recognises adapters by name).
         adapter = None if stage == "generation" else ADAPTER
         with (
+            observe.stage(stage) as record,
             dspy.context(lm=lm, adapter=adapter, track_usage=True, disable_history=True, trace=None),
             track_usage() as tracker,
         ):
@@ -301,7 +251,12 @@ class RagPipeline:
                     raise
                 raise translated from exc
             finally:
-                usage.add_stage(stage, usage_from(tracker.get_total_tokens()))
+                spent = usage_from(tracker.get_total_tokens())
+                usage.add_stage(stage, spent)
+                if record is not None:
+                    record.model = lm.model
+                    record.prompt_tokens += spent.prompt_tokens
+                    record.completion_tokens += spent.completion_tokens
 
     async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         return await retrying(call, self.router.settings.retries, self.router.settings.max_retry_wait)

@@ -200,7 +200,7 @@ def test_cli_ingest_summary_rerun_and_reindex(db_url: str, tmp_path: Path) -> No
 async def test_written_chunks_carry_their_prompt_tokens_and_older_rows_are_left_alone(
     db_url: str, tmp_path: Path, local_embedder: LocalEmbedder
 ) -> None:
-    from cairo_coder.pipeline import format_for_agent
+    from cairo_coder.rendering import format_for_agent
     from cairo_coder.tokens import count_tokens
 
     settings = make_settings(db_url)

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from cairo_coder import tokens
-from cairo_coder.pipeline import TRUNCATION_NOTE, format_for_agent
+from cairo_coder.rendering import TRUNCATION_NOTE, format_for_agent
 from cairo_coder.tokens import count_tokens, truncate_to_tokens
 from cairo_coder.types import Document, DocumentMetadata, SearchResult
 from tests.conftest import corpus_dir

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import Callable, Coroutine
 from enum import StrEnum
@@ -16,6 +15,7 @@ from rich.markup import escape
 
 from cairo_coder.config import Settings, load_settings_with_origin, unknown_sources
 from cairo_coder.errors import ConfigError
+from cairo_coder.logs import setup_logging
 from cairo_coder.types import DocumentSource
 
 T = TypeVar("T")
@@ -85,11 +85,8 @@ def main_options(
     ] = False,
 ) -> None:
     _state["config"] = config
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    _state["verbose"] = verbose
+    setup_logging("INFO" if verbose else "WARNING")  # until the settings are read (then their log.format)
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -102,6 +99,9 @@ def _settings() -> Settings:
         loaded = load_settings_with_origin(_state["config"])
     except ConfigError as exc:
         _fail(str(exc), 2)
+    log = loaded.settings.log
+    level = (log.level if log.level == "DEBUG" else "INFO") if _state.get("verbose") else "WARNING"
+    setup_logging(level, log.format, secrets=loaded.settings.secrets())
     for notice in loaded.notices:
         err.print(f"[yellow]{notice}[/]", highlight=False, soft_wrap=True)
     return loaded.settings

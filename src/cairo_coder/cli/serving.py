@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 from typing import Annotated, Any
 
 import typer
 
 from cairo_coder.cli.common import _run, _settings, app, err
 from cairo_coder.config import Settings
+from cairo_coder.logs import setup_logging
 
 
 async def _ingest_if_empty(settings: Settings) -> None:
@@ -63,6 +62,7 @@ def serve(
         update={k: v for k, v in (("host", host), ("port", port), ("workers", workers)) if v is not None}
     )
     settings = settings.model_copy(update={"server": server})
+    setup_logging(settings.log.level, settings.log.format, secrets=settings.secrets())
     if ingest and settings.server.ingest_on_start:
         _run(lambda: _ingest_if_empty(settings))
     import uvicorn
@@ -73,7 +73,9 @@ def serve(
         "host": server.host,
         "port": server.port,
         "ws_max_size": server.max_body_bytes,
-        "log_level": "info",
+        "log_config": None,  # uvicorn's lines go through our handler (logs.py), in our format
+        "log_level": settings.log.level.lower(),
+        "access_log": False,  # our RequestContext writes one richer line per request
         "timeout_graceful_shutdown": 30,
         "proxy_headers": True,
         "http": HeaderTimeoutProtocol,  # half-sent requests are closed after server.read_timeout
@@ -85,7 +87,7 @@ def serve(
     if server.workers == 1:
         from cairo_coder.server import create_app
 
-        uvicorn.run(create_app(settings), **options)
+        uvicorn.run(create_app(settings, configure_logging=True), **options)
         return
     # Several workers: uvicorn pickles its Config into each worker process, app factory included, so every worker
     # builds its app from these very settings (nothing is passed through os.environ, nothing is read twice).
@@ -95,7 +97,8 @@ def serve(
 
     from cairo_coder.server import create_app
 
-    config = uvicorn.Config(partial(create_app, settings), factory=True, workers=server.workers, **options)
+    factory = partial(create_app, settings, configure_logging=True)
+    config = uvicorn.Config(factory, factory=True, workers=server.workers, **options)
     Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
@@ -107,7 +110,9 @@ def mcp() -> None:
     ask_cairo_coder when an LLM is configured. Logs go to stderr; stdout carries the protocol only.
     """
     settings = _settings()
-    logging.basicConfig(stream=sys.stderr, force=True, level=logging.WARNING)
+    # stdout carries the protocol: logs go to stderr, warnings only unless log.level is DEBUG.
+    level = "DEBUG" if settings.log.level == "DEBUG" else "WARNING"
+    setup_logging(level, settings.log.format, secrets=settings.secrets())
 
     async def run() -> None:
         from cairo_coder.server.app import close_services, open_services

@@ -191,6 +191,19 @@ class LLMSettings(_Section):
         return f"set {env_name}" + (f" (or llm.{field} in cairo-coder.toml)" if field else "")
 
 
+class LogSettings(_Section):
+    """Logs of the server and the CLI (logs.py): one line per request at INFO, stage detail at DEBUG."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # "json": one JSON object per line (production); "text": readable lines; "auto": text on a terminal, else JSON.
+    format: Literal["auto", "json", "text"] = "auto"
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
 class PipelineSettings(_Section):
     default_agent: str = "cairo-coder"
     max_history: int = Field(default=10, ge=0, le=100)

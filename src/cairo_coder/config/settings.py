@@ -12,6 +12,7 @@ from cairo_coder.config.sections import (
     EmbeddingSettings,
     IngestSettings,
     LLMSettings,
+    LogSettings,
     PipelineSettings,
     SearchSettings,
     ServerSettings,
@@ -35,6 +36,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
     sources: dict[SourceKey, SourceConfig] = Field(default_factory=dict)
     agents: dict[str, AgentConfiguration] = Field(default_factory=dict)
 
@@ -88,6 +90,20 @@ class Settings(BaseSettings):
         if found is None:
             raise unknown_sources([str(source)], self.sources)
         return found
+
+    def secrets(self) -> list[str]:
+        """Every secret value configured (masked in logs): client and admin keys, provider keys (ours and the
+        providers' environment variables LiteLLM reads), the salt, the database password."""
+        import os
+        from urllib.parse import urlparse
+
+        from cairo_coder.config.sections import PROVIDER_KEYS
+
+        values = [*self.server.api_keys, self.server.admin_key, self.server.insights_salt]
+        values += [self.llm.openai_api_key, self.llm.anthropic_api_key, self.llm.gemini_api_key]
+        values += [os.environ.get(name, "") for name, _ in PROVIDER_KEYS.values()]
+        password = urlparse(self.database.url).password if self.database.url else None
+        return [v for v in [*values, password or ""] if v]
 
     def check_sources(self, values: list[str]) -> list[str]:
         """``values`` if every id is a declared source, else an InvalidRequestError listing the known ones."""

@@ -17,8 +17,9 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from cairo_coder import observe
 from cairo_coder.errors import ClientDisconnected
-from cairo_coder.events import Accumulator, StreamEvent, source_dicts
+from cairo_coder.events import Accumulator, Sources, StreamEvent, source_dicts
 from cairo_coder.pipeline import GenerationOptions
 from cairo_coder.sanitize import clean_text
 from cairo_coder.server.errors import APIError, from_error
@@ -59,13 +60,21 @@ async def answer_events(services: Services, question: Question) -> AsyncIterator
     pipeline = services.factory.create_agent_by_id(question.agent_id)
     started = time.perf_counter()
     seen = Accumulator()
+    record = observe.current()
+    if record is not None:
+        record.agent, record.mode = question.agent_id, "mcp" if question.mcp_mode else "answer"
     try:
         async for event in pipeline.stream(
             question.query, question.history, mcp_mode=question.mcp_mode, options=question.options
         ):
             seen.add(event)
+            if record is not None and isinstance(event, Sources):
+                record.documents = len(event.sources)
             yield event
     finally:
+        if record is not None:
+            record.status = seen.status
+            record.error = seen.error.kind if seen.error is not None else None
         if services.insights is not None:
             services.insights.record(
                 InsightEntry(

@@ -22,8 +22,10 @@ from cairo_coder.agents import AgentFactory
 from cairo_coder.config import ServerSettings, Settings, load_settings
 from cairo_coder.embeddings import Embedder, create_embedder
 from cairo_coder.llm import LLMRouter
+from cairo_coder.logs import setup_logging
 from cairo_coder.programs.suggestions import SuggestionsProgram
 from cairo_coder.server import chat, extras, info, process
+from cairo_coder.server.context import RequestContext
 from cairo_coder.server.errors import APIError, http_error, install_error_handlers
 from cairo_coder.server.mcp_server import build_mcp_server
 from cairo_coder.server.middleware import APIKeyAuth, BodySizeLimit, ErrorBoundary, send_error
@@ -171,10 +173,20 @@ class _MCPEndpoint:
 
 
 def create_app(
-    settings: Settings | None = None, *, embedder: Embedder | None = None, environ: Mapping[str, str] | None = None
+    settings: Settings | None = None,
+    *,
+    embedder: Embedder | None = None,
+    environ: Mapping[str, str] | None = None,
+    configure_logging: bool = False,
 ) -> FastAPI:
-    """The API server. ``settings`` default to the layered configuration (cairo-coder.toml + environment)."""
+    """The API server. ``settings`` default to the layered configuration (cairo-coder.toml + environment).
+
+    ``configure_logging``: install the log setup of ``settings.log`` (what `serve` does, in each worker process);
+    embedding applications and tests keep their own.
+    """
     settings = settings or load_settings()
+    if configure_logging:
+        setup_logging(settings.log.level, settings.log.format, secrets=settings.secrets())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -224,9 +236,10 @@ def create_app(
             expose_headers=["mcp-session-id"],
         )
     app.add_middleware(HostOriginGuard, server=server)
+    app.add_middleware(RequestContext)  # outermost: even a refused request has an id and a log line
     return app
 
 
 def app_from_environment() -> FastAPI:
     """Factory for ``uvicorn --factory`` (several workers): configuration from CAIRO_CODER_CONFIG + environment."""
-    return create_app()
+    return create_app(configure_logging=True)

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
+from cairo_coder import observe
 from cairo_coder.errors import ClientDisconnected
 from cairo_coder.events import End, ErrorEvent, Final, Processing, Sources, Text, source_dicts, wire_data
 from cairo_coder.pipeline import GenerationOptions
@@ -137,7 +138,10 @@ async def sse_events(
     def own(event_type: str, data: Any) -> dict[str, Any]:
         return {**base, "choices": [], "cairo_coder": {"type": event_type, "data": data}}
 
-    yield _sse(chunk({"role": "assistant", "content": ""}))
+    first = chunk({"role": "assistant", "content": ""})
+    if (request_id := observe.current_request_id()) is not None:
+        first["request_id"] = request_id  # as in the X-Request-ID header and the server's logs
+    yield _sse(first)
     usage = RequestUsage()
     finish = "stop"
     async for event in answer_events(services, question):

@@ -9,8 +9,8 @@ import dspy
 from fastapi import APIRouter, Query
 
 from cairo_coder.llm import translate_error
-from cairo_coder.pipeline import format_history
 from cairo_coder.programs.adapter import ADAPTER
+from cairo_coder.rendering import format_history
 from cairo_coder.server.answering import check_limits
 from cairo_coder.server.deps import AdminSvc, Svc, user_hash
 from cairo_coder.server.errors import error_responses, from_exception

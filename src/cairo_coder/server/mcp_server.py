@@ -16,7 +16,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from cairo_coder import __version__
-from cairo_coder.pipeline import format_for_agent
+from cairo_coder.rendering import format_for_agent
 from cairo_coder.server.answering import Question, answer
 from cairo_coder.server.errors import from_exception
 from cairo_coder.server.state import Services

@@ -17,8 +17,10 @@ from typing import Any
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
+from cairo_coder import observe
 from cairo_coder.events import End, ErrorEvent, Final, Sources, Text, wire_data
 from cairo_coder.server.answering import Question, answer_events, check_agent, check_limits, stream_with_slot
+from cairo_coder.server.context import log_request
 from cairo_coder.server.deps import Svc, get_services, user_hash
 from cairo_coder.server.errors import APIError, error_responses, from_exception
 from cairo_coder.server.schemas import ProcessRequest
@@ -63,7 +65,23 @@ def error_data(kind: str, message: str, status: int, retry_after: float | None =
 
 
 async def process_events(services: Services, question: Question) -> AsyncIterator[dict[str, Any]]:
-    """The process-interface events: sources, response*, then end (usage and finish_reason) or error."""
+    """The process-interface events: sources, response*, then end (usage and finish_reason) or error.
+
+    The first event also carries ``request_id`` (the id of the X-Request-ID header and of the server's logs)."""
+    async for n, event in _numbered(_process_events(services, question)):
+        if n == 0 and (request_id := observe.current_request_id()) is not None:
+            event["request_id"] = request_id
+        yield event
+
+
+async def _numbered(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    n = 0
+    async for event in events:
+        yield n, event
+        n += 1
+
+
+async def _process_events(services: Services, question: Question) -> AsyncIterator[dict[str, Any]]:
     usage: dict[str, Any] | None = None
     finish_reason = "stop"
     async for event in answer_events(services, question):
@@ -107,12 +125,17 @@ async def process_ws(websocket: WebSocket) -> None:
             await websocket.send_text(json.dumps(event, separators=(",", ":")))
 
     async def run(question: Question, request_id: Any) -> None:
-        try:
-            async for event in process_events(services, question):
-                await send({**event, "id": request_id})
-        except asyncio.CancelledError:
-            await send({"type": "end", "data": {"cancelled": True}, "id": request_id})
-            raise
+        # Each message is a request of its own: its own id (in its first event) and its own log line.
+        record = observe.RequestRecord(observe.new_request_id(), route="/agents/process/ws")
+        with observe.request(record):
+            try:
+                async for event in process_events(services, question):
+                    await send({**event, "id": request_id})
+            except asyncio.CancelledError:
+                await send({"type": "end", "data": {"cancelled": True}, "id": request_id})
+                raise
+            finally:
+                log_request(record, method="WS")
 
     def error(kind: str, message: str, status: int, request_id: Any = None) -> dict[str, Any]:
         return {"type": "error", "data": error_data(kind, message, status), "id": request_id}
