@@ -152,6 +152,7 @@ def main() -> None:
     parser.add_argument("--sequential", type=int, default=200, help="requests per mode with one client")
     parser.add_argument("--concurrent", type=int, default=1000, help="requests per mode with 32 clients")
     parser.add_argument("--soak", type=int, default=10_000, help="total requests before the last RSS reading")
+    parser.add_argument("--log-level", default="INFO", help="the server's log.level (WARNING: no per-request line)")
     args = parser.parse_args()
     with fake_openai_server() as fake_url:
         run_server(args, fake_url)
@@ -172,7 +173,11 @@ def run_server(args: argparse.Namespace, fake_url: str) -> None:
         "CAIRO_CODER_SERVER__INSIGHTS": "true",
         "HF_HUB_OFFLINE": "1",
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "CAIRO_CODER_LOG__LEVEL": args.log_level,  # INFO: one line per request, as in production
+        "CAIRO_CODER_LOG__FORMAT": "json",
     }
+    log_path = root / "server.log"  # a file, never an undrained pipe: a full pipe would stall the server
+    root.mkdir(parents=True, exist_ok=True)
     if args.embeddings == "remote":
         env["CAIRO_CODER_EMBEDDINGS__API_BASE"] = fake_url
     server = subprocess.Popen(
@@ -180,7 +185,7 @@ def run_server(args: argparse.Namespace, fake_url: str) -> None:
         cwd=REPO,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log_path.open("w"),
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -188,7 +193,7 @@ def run_server(args: argparse.Namespace, fake_url: str) -> None:
         deadline = time.monotonic() + 1800  # first start ingests the corpus
         while True:
             if server.poll() is not None:
-                raise SystemExit(f"the server exited: {server.stderr.read() if server.stderr else ''}")
+                raise SystemExit(f"the server exited: {log_path.read_text()[-3000:]}")
             try:
                 if httpx.get(base + "/ready", timeout=2).status_code == 200:
                     break

@@ -94,6 +94,8 @@ class FakeOpenAI:
         self.stream_outcomes: list[str] = []  # per streamed chat answer: "completed" or "aborted"
         # Faults, one per chat request (before the default behaviour): see ``_fault``.
         self.chat_faults: deque[str] = deque()
+        # Faults for streamed chat requests only (a test about a stream is then unaffected by any other call).
+        self.stream_faults: deque[str] = deque()
         self.hang_seconds = 10.0
         self._lock = threading.Lock()
         owner = self
@@ -135,6 +137,8 @@ class FakeOpenAI:
                         if owner.chat_faults and "chat/completions" in self.path and not status
                         else ""
                     )
+                    if not fault and not status and owner.stream_faults and body.get("stream"):
+                        fault = owner.stream_faults.popleft()
                 if stall:
                     time.sleep(stall)  # past the client's timeout: it gives up (and may retry) before the answer
                 if status:
@@ -325,6 +329,7 @@ class FakeOpenAI:
         self.fields.clear()
         self.stream_outcomes.clear()
         self.chat_faults.clear()
+        self.stream_faults.clear()
         self.retry_after = "0"
         self.delay = self.chat_delay = self.chunk_delay = 0.0
         self.chunk_size = 12

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import dspy
 
+from cairo_coder import metrics
 from cairo_coder.config import LLMSettings, provider_of
 from cairo_coder.errors import CairoCoderError
 from cairo_coder.types import AgentConfiguration, Usage
@@ -269,13 +270,15 @@ class CheckedLM(dspy.LM):
     def forward(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
         from dspy.clients.execution import execute, prepare
 
-        return _checked(execute(self, prepare(self, prompt, messages, kwargs, direct=True)))
+        with metrics.llm_call(self.model):
+            return _checked(execute(self, prepare(self, prompt, messages, kwargs, direct=True)))
 
     async def aforward(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
         from dspy.clients.execution import aexecute, prepare
 
-        call = await asyncio.to_thread(prepare, self, prompt, messages, kwargs, asynchronous=True, direct=True)
-        return _checked(await aexecute(self, call))
+        with metrics.llm_call(self.model):
+            call = await asyncio.to_thread(prepare, self, prompt, messages, kwargs, asynchronous=True, direct=True)
+            return _checked(await aexecute(self, call))
 
 
 def usage_from(tokens: Mapping[str, Mapping[str, Any]]) -> Usage:

@@ -13,6 +13,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from cairo_coder import metrics
 from cairo_coder.llm import RETRYABLE, translate_error
 
 T = TypeVar("T")
@@ -52,6 +53,7 @@ async def wait_before_retry(exc: Exception, attempt: int, retries: int, max_wait
         if raised is exc:
             raise exc  # not ours to translate: unchanged, its own cause kept
         raise raised from exc
+    metrics.LLM_RETRIES.labels(metrics.provider_label(getattr(exc, "model", None))).inc()
     await asyncio.sleep(delay)
 
 

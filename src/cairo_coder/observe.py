@@ -40,6 +40,7 @@ class RequestRecord:
     mode: str | None = None  # "answer" or "mcp"
     stages: dict[str, StageRecord] = field(default_factory=dict)
     documents: int | None = None
+    first_token_ms: float | None = None  # when the first piece of the answer was ready
     status: str | None = None  # ok, error, cancelled
     error: str | None = None  # the error's kind
 

@@ -141,5 +141,15 @@ async def test_serve_with_workers_shares_the_configuration(db_url: str, tmp_path
                 await http.aclose()
         assert all("book-only" in ids for ids, _ in results), "the workers built their settings from the file"
         assert all("Contract Storage" in text for _, text in results)
+        # One scrape sees every worker's samples (multiprocess mode): 24 answers, whichever worker took them.
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            for _ in range(4):  # each scrape lands on either worker
+                scraped = (await http.get("/metrics")).text
+                answered = [
+                    float(line.rsplit(" ", 1)[1])
+                    for line in scraped.splitlines()
+                    if line.startswith('cairo_coder_requests_total{agent="cairo-coder",mode="mcp",status="ok"}')
+                ]
+                assert answered == [24.0], answered
     finally:
         stop(process, log, lifespans=2)

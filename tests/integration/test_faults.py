@@ -162,12 +162,13 @@ def test_an_answer_cut_at_max_tokens_is_reported_as_length(server: LiveServer, f
 
 def test_a_stream_cut_mid_answer_is_an_error_never_stop(server: LiveServer, fake: FakeOpenAI) -> None:
     fake.chunk_size = 4
-    fake.chat_faults.extend(["", "cut"])
+    fake.stream_faults.append("cut")
     error = sse_error(server)
-    assert error is not None and error["code"] == "llm_incomplete", error
+    seen = [(bool(r["body"].get("stream")), round(r["time"], 2)) for r in fake.chat_requests()]
+    assert error is not None and error["code"] == "llm_incomplete", (error, seen, fake.stream_outcomes)
     fake.reset()
     fake.chunk_size = 4
-    fake.chat_faults.extend(["", "cut"])
+    fake.stream_faults.append("cut")
     envelope(post(server, ask()), 502, "llm_incomplete")
     recovers(server, fake)
 
@@ -275,7 +276,7 @@ def test_the_lm15_engine_reports_length_and_detects_an_unframed_cut(
     complete (docs/api.md)."""
     live = start(llm_settings(kb_url, fake, CAIRO_CODER_LLM__ENGINE="lm15", CAIRO_CODER_LLM__RETRIES="0"))
     fake.chunk_size = 4
-    fake.chat_faults.extend(["", "cut_eof"])
+    fake.stream_faults.append("cut_eof")
     error = sse_error(live)
     assert error is not None and error["code"] == "llm_incomplete", error
     fake.reset()

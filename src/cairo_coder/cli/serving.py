@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from typing import Annotated, Any
 
 import typer
@@ -9,6 +12,7 @@ import typer
 from cairo_coder.cli.common import _run, _settings, app, err
 from cairo_coder.config import Settings
 from cairo_coder.logs import setup_logging
+from cairo_coder.metrics import MULTIPROC_VARIABLE
 
 
 async def _ingest_if_empty(settings: Settings) -> None:
@@ -99,7 +103,16 @@ def serve(
 
     factory = partial(create_app, settings, configure_logging=True)
     config = uvicorn.Config(factory, factory=True, workers=server.workers, **options)
-    Multiprocess(config, sockets=[config.bind_socket()]).run()
+    # prometheus-client's multiprocess mode, so that one scrape of any worker sees them all: its switch is this
+    # variable, read by each worker when it starts (not a setting of ours; an operator's own directory is kept).
+    own_dir = None if os.environ.get(MULTIPROC_VARIABLE) else tempfile.mkdtemp(prefix="cairo-coder-metrics-")
+    if own_dir is not None:
+        os.environ[MULTIPROC_VARIABLE] = own_dir
+    try:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+    finally:
+        if own_dir is not None:
+            shutil.rmtree(own_dir, ignore_errors=True)
 
 
 @app.command()

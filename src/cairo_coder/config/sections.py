@@ -129,6 +129,8 @@ class ServerSettings(_Section):
     # reverse proxy forwards; "name" also accepts "name:<any port>"; "*" turns the check off. Empty: checked
     # when bound to loopback or a specific address, not when bound to every interface (0.0.0.0).
     allowed_hosts: list[str] = Field(default_factory=list)
+    # Prometheus metrics at /metrics (no API key: scrape it from inside your network only; false: 404).
+    metrics: bool = True
     ingest_on_start: bool = True
     insights: bool = True
     # Salt of the hashed user ids in query insights; empty = a random salt kept in the database.

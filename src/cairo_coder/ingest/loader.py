@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cairo_coder import metrics
 from cairo_coder.config import Settings, SourceConfig
 from cairo_coder.embeddings import chunk_windows
 from cairo_coder.errors import SourceUnavailableError
@@ -129,6 +130,17 @@ def _git(args: list[str], cwd: Path | None) -> str:
     return result.stdout
 
 
+def _count(report: SourceReport) -> None:
+    """An ingested source in the metrics (labels: registry ids only)."""
+    for outcome in ("new", "updated", "unchanged", "deleted"):
+        if value := getattr(report, outcome):
+            metrics.INGEST_PAGES.labels(report.source, outcome).inc(value)
+    if report.failed:
+        metrics.INGEST_PAGES.labels(report.source, "failed").inc(len(report.failed))
+    if report.embedded_chunks:
+        metrics.INGEST_CHUNKS.labels(report.source).inc(report.embedded_chunks)
+
+
 class Ingester:
     """Ingests sources into a store; embedder and store are injected (the store owns the embedder)."""
 
@@ -152,7 +164,11 @@ class Ingester:
         source = self.settings.source(source_id)
         report = SourceReport(source.id)
         started = time.perf_counter()
-        tree = self.tree_for(source, from_dir)
+        try:
+            tree = self.tree_for(source, from_dir)
+        except SourceUnavailableError:
+            metrics.INGEST_FAILURES.labels(source.id).inc()
+            raise
         report.commit = tree.commit
         writer = _Writer()
         try:
@@ -163,8 +179,10 @@ class Ingester:
         except BaseException:
             # A later batch failed: the one being written still completes, so that a re-run resumes after it.
             await writer.settle()
+            metrics.INGEST_FAILURES.labels(source.id).inc()
             raise
         report.seconds = time.perf_counter() - started
+        _count(report)
         return report
 
     async def _ingest_tree(self, source: SourceConfig, tree: SourceTree, report: SourceReport, writer: _Writer) -> None:

@@ -17,9 +17,9 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from cairo_coder import observe
+from cairo_coder import metrics, observe
 from cairo_coder.errors import ClientDisconnected
-from cairo_coder.events import Accumulator, Sources, StreamEvent, source_dicts
+from cairo_coder.events import Accumulator, Sources, StreamEvent, Text, source_dicts
 from cairo_coder.pipeline import GenerationOptions
 from cairo_coder.sanitize import clean_text
 from cairo_coder.server.errors import APIError, from_error
@@ -68,13 +68,17 @@ async def answer_events(services: Services, question: Question) -> AsyncIterator
             question.query, question.history, mcp_mode=question.mcp_mode, options=question.options
         ):
             seen.add(event)
-            if record is not None and isinstance(event, Sources):
-                record.documents = len(event.sources)
+            if record is not None:
+                if isinstance(event, Sources):
+                    record.documents = len(event.sources)
+                elif isinstance(event, Text) and record.first_token_ms is None:
+                    record.first_token_ms = record.elapsed_ms()
             yield event
     finally:
         if record is not None:
             record.status = seen.status
             record.error = seen.error.kind if seen.error is not None else None
+            metrics.record_request(record, services.settings.agents)
         if services.insights is not None:
             services.insights.record(
                 InsightEntry(

@@ -14,7 +14,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cairo_coder import observe
+from cairo_coder import metrics, observe
 
 logger = logging.getLogger("cairo_coder.request")
 HEADER = b"x-request-id"
@@ -71,6 +71,9 @@ class RequestContext:
                 await self.app(scope, receive, with_id)
             finally:
                 if scope["type"] == "http":
+                    route = getattr(scope.get("route"), "path", None) or "other"  # the template: bounded
+                    status = http_status if http_status is not None else 499
+                    metrics.record_http(route, scope.get("method", ""), status, record.elapsed_ms() / 1000)
                     quiet = record.route in QUIET_PATHS and (http_status or 500) < 400
                     log_request(
                         record,

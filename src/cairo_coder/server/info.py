@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from cairo_coder import __version__
+from cairo_coder import __version__, metrics
 from cairo_coder.server.deps import Svc
-from cairo_coder.server.errors import error_responses
+from cairo_coder.server.errors import APIError, error_responses
 from cairo_coder.server.schemas import AgentCard, AgentList, Liveness, ModelCard, ModelList, Readiness
 
 router = APIRouter()
@@ -25,6 +25,18 @@ async def root() -> Liveness:
 @router.get("/health", response_model=Liveness, tags=["health"], summary="Liveness: the process answers")
 async def health() -> Liveness:
     return Liveness(version=__version__)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(services: Svc) -> Response:
+    """Prometheus exposition (metrics.py): this process's, or every worker's with ``serve --workers N``."""
+    if not services.settings.server.metrics:
+        raise APIError(404, "metrics are disabled (server.metrics = false)", code="not_found")
+    size, used = services.store.pool_stats()
+    metrics.DB_POOL_SIZE.labels("open").set(size)
+    metrics.DB_POOL_SIZE.labels("in_use").set(used)
+    body, content_type = metrics.exposition()
+    return Response(body, media_type=content_type)
 
 
 @router.head("/ready", include_in_schema=False)

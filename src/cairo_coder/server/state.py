@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from cairo_coder import metrics
 from cairo_coder.agents import AgentFactory
 from cairo_coder.config import Settings
 from cairo_coder.llm import LLMRouter
@@ -35,9 +36,11 @@ class ConcurrencyLimiter:
                 headers={"retry-after": "1"},
             )
         self.in_flight += 1
+        metrics.IN_FLIGHT.inc()
 
     def release(self) -> None:
         self.in_flight -= 1
+        metrics.IN_FLIGHT.dec()
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
 
-from cairo_coder import lexical
+from cairo_coder import lexical, metrics
 from cairo_coder.config import DatabaseSettings, SearchSettings, mask_url
 from cairo_coder.embeddings import Embedder
 from cairo_coder.sanitize import clean_text
@@ -105,6 +106,11 @@ class DocumentStore:
         for up to ``deadline`` (default ``database.retry_seconds``); then :class:`DatabaseUnavailableError`."""
         deadline = self.retry_seconds if deadline is None else deadline
         return await with_retries(operation, deadline=deadline, what=what, pool=self.pool)
+
+    def pool_stats(self) -> tuple[int, int]:
+        """(connections open, connections in use) of the pool, for the metrics."""
+        size = self.pool.get_size()
+        return size, size - self.pool.get_idle_size()
 
     async def count_documents(self, deadline: float | None = None) -> int:
         return int(
@@ -269,9 +275,11 @@ class DocumentStore:
                 reported = similarity_to if similarity_to is not None and can_dense else vector
                 return await self.ranker.fetch(conn, scored, reported, k, min_similarity)
 
+        started = time.perf_counter()
         try:
             return await self.retrying(run, "search")
         finally:
+            metrics.SEARCH_DURATION.labels(mode).observe(time.perf_counter() - started)
             if vector_task is not None and not vector_task.done():
                 vector_task.cancel()
 
