@@ -13,7 +13,7 @@ The request metrics are taken from the request's record (observe.py) when it end
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -84,9 +84,9 @@ INGEST_FAILURES = Counter(
 )
 
 
-def bounded(value: str | None, allowed: Iterable[str], other: str = "other") -> str:
+def bounded(value: str | None, allowed: Collection[str], other: str = "other") -> str:
     """``value`` if it is one of ``allowed``, else ``other``: a label never takes a client's free text."""
-    return value if value is not None and value in set(allowed) else other
+    return value if value is not None and value in allowed else other
 
 
 def provider_label(model: str | None) -> str:
@@ -95,7 +95,7 @@ def provider_label(model: str | None) -> str:
     return provider_of(model) if model else "none"
 
 
-def record_request(record: RequestRecord, agents: Iterable[str]) -> None:
+def record_request(record: RequestRecord, agents: Collection[str]) -> None:
     """The metrics of an answering request that ended (any transport): outcome, stages, tokens, documents."""
     agent = bounded(record.agent, agents)
     mode = record.mode or "answer"
@@ -146,11 +146,3 @@ def exposition() -> tuple[bytes, str]:
     from prometheus_client import REGISTRY
 
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
-
-
-def worker_exited(pid: int) -> None:
-    """Drop a dead worker's live gauges (multiprocess mode)."""
-    if os.environ.get(MULTIPROC_VARIABLE):
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]

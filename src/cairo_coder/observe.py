@@ -103,6 +103,13 @@ def request(record: RequestRecord) -> Iterator[RequestRecord]:
         _current.reset(token)
 
 
+def note_error(kind: str) -> None:
+    """The current request is answered with error ``kind`` (its log line and metrics say so); the first wins."""
+    record = _current.get()
+    if record is not None and record.error is None:
+        record.error = kind
+
+
 @contextmanager
 def stage(name: str) -> Iterator[StageRecord | None]:
     """Time a pipeline stage into the current request (no-op outside one, e.g. the CLI)."""
@@ -124,6 +131,7 @@ __all__ = [
     "current",
     "current_request_id",
     "new_request_id",
+    "note_error",
     "request",
     "stage",
 ]

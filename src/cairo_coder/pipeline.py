@@ -123,7 +123,7 @@ class RagPipeline:
         async for event in self._events(query, chat_history, mcp_mode, usage, state):
             seen.add(event)
         return RagResult(
-            answer=seen.answer if seen.final is not None else "",
+            answer=seen.answer,
             sources=seen.sources,
             usage=usage,
             documents=state.get("documents", []),

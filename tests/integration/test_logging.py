@@ -70,16 +70,19 @@ def server(start: Callable[..., LiveServer], fake: FakeOpenAI, kb_url: str) -> L
     )
 
 
+def ask_openai(server: LiveServer, **headers: str) -> Any:
+    """One answer through the official client (raw response: its headers), authenticated with the client key."""
+    client = OpenAI(base_url=server.url + "/v1", api_key=CLIENT_KEY)
+    return client.chat.completions.with_raw_response.create(
+        model="cairo-coder", messages=[{"role": "user", "content": QUESTION}], extra_headers=headers
+    )
+
+
 def test_one_info_line_per_request_with_stages_tokens_and_models(
     server: LiveServer, captured: Callable[[str, list[str]], Captured]
 ) -> None:
     logs = captured("INFO", server.settings.secrets())
-    client = OpenAI(base_url=server.url + "/v1", api_key=CLIENT_KEY)
-    raw = client.chat.completions.with_raw_response.create(
-        model="cairo-coder",
-        messages=[{"role": "user", "content": QUESTION}],
-        extra_headers={"X-Request-ID": "req-42.abc"},
-    )
+    raw = ask_openai(server, **{"X-Request-ID": "req-42.abc"})
     assert raw.headers["x-request-id"] == "req-42.abc", "a sane incoming id is kept"
     line = logs.request_line("req-42.abc")
     assert line["level"] == "info" and line["route"] == "/v1/chat/completions" and line["http_status"] == 200
@@ -128,7 +131,8 @@ def test_ids_are_generated_when_missing_or_not_sane_and_open_every_stream(
     refused = httpx.get(server.url + "/v1/models", headers={"Authorization": "Bearer wrong-key-123456"})
     assert refused.status_code == 401
     line = logs.request_line(refused.headers["x-request-id"])
-    assert line["http_status"] == 401 and "wrong-key-123456" not in logs.stream.getvalue()
+    assert line["http_status"] == 401 and line["error"] == "invalid_api_key"
+    assert "wrong-key-123456" not in logs.stream.getvalue()
 
 
 async def test_websocket_requests_get_their_own_ids_and_lines(
@@ -156,11 +160,7 @@ def test_debug_shows_the_stage_detail_under_the_request_id_and_still_no_secret(
     server: LiveServer, captured: Callable[[str, list[str]], Captured]
 ) -> None:
     logs = captured("DEBUG", server.settings.secrets())
-    client = OpenAI(base_url=server.url + "/v1", api_key=CLIENT_KEY)
-    raw = client.chat.completions.with_raw_response.create(
-        model="cairo-coder", messages=[{"role": "user", "content": QUESTION}]
-    )
-    request_id = raw.headers["x-request-id"]
+    request_id = ask_openai(server).headers["x-request-id"]
     retrieval = next(x for x in logs.for_request(request_id) if x["message"] == "retrieval")
     assert retrieval["question"] == QUESTION and retrieval["search_queries"] and retrieval["sources"]
     assert all({"source", "url", "score"} <= set(d) for d in retrieval["documents"])

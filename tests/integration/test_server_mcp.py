@@ -52,7 +52,7 @@ async def check_documentation_tools(client: Client) -> None:
     scarb = text_of(await client.call_tool("search_cairo_docs", {"query": "dependencies", "sources": ["scarb_docs"]}))
     assert "Source: scarb_docs" in scarb and "Source: cairo_book" not in scarb
     bad = await client.call_tool("search_cairo_docs", {"query": "x", "sources": ["nope"]})
-    assert bad.is_error and "unknown sources" in text_of(bad)
+    assert bad.is_error and "unknown source 'nope'; known sources: cairo_book" in text_of(bad)
     url = text.split("Source: cairo_book", 1)[1].split("— ", 1)[1].split("\n", 1)[0].split("#", 1)[0]
     page = await client.call_tool("get_cairo_doc_page", {"url": url})
     assert not page.is_error and text_of(page).startswith("# Contract Storage")

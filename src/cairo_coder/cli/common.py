@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from cairo_coder.config import Settings, load_settings_with_origin, unknown_sources
-from cairo_coder.errors import ConfigError
+from cairo_coder.config import Settings, load_settings_with_origin
+from cairo_coder.errors import ConfigError, InvalidRequestError
 from cairo_coder.logs import setup_logging
 from cairo_coder.types import DocumentSource
 
@@ -139,7 +139,7 @@ def _parse_sources(settings: Settings, values: list[str] | None) -> list[str] | 
     """The chosen sources (None: all); an id the registry does not declare is a usage error listing the known."""
     if not values:
         return None
-    unknown = [v for v in values if v not in settings.sources]
-    if unknown:
-        _fail(str(unknown_sources(unknown, settings.sources)), 2)
-    return list(values)
+    try:
+        return settings.check_sources(values)
+    except InvalidRequestError as exc:
+        _fail(str(exc), exc.exit_code)

@@ -12,7 +12,6 @@ import typer
 from cairo_coder.cli.common import _run, _settings, app, err
 from cairo_coder.config import Settings
 from cairo_coder.logs import setup_logging
-from cairo_coder.metrics import MULTIPROC_VARIABLE
 
 
 async def _ingest_if_empty(settings: Settings) -> None:
@@ -99,6 +98,7 @@ def serve(
 
     from uvicorn.supervisors import Multiprocess
 
+    from cairo_coder.metrics import MULTIPROC_VARIABLE
     from cairo_coder.server import create_app
 
     factory = partial(create_app, settings, configure_logging=True)

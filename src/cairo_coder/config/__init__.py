@@ -39,7 +39,7 @@ from cairo_coder.config.sections import (
     ServerSettings,
     provider_of,
 )
-from cairo_coder.config.settings import Settings, unknown_sources
+from cairo_coder.config.settings import Settings
 from cairo_coder.config.sources import SOURCE_ID_PATTERN, SlugStyle, SourceConfig, UrlStyle
 from cairo_coder.errors import ConfigError
 
@@ -78,5 +78,4 @@ __all__ = [
     "mask_url",
     "masked",
     "provider_of",
-    "unknown_sources",
 ]

@@ -86,10 +86,7 @@ class Settings(BaseSettings):
 
     def source(self, source: str) -> SourceConfig:
         """The registry entry of ``source``; an unknown id is an InvalidRequestError listing the known ones."""
-        found = self.sources.get(str(source))
-        if found is None:
-            raise unknown_sources([str(source)], self.sources)
-        return found
+        return self.sources[self.check_sources([str(source)])[0]]
 
     def secrets(self) -> list[str]:
         """Every secret value configured (masked in logs): client and admin keys, provider keys (ours and the
@@ -109,7 +106,10 @@ class Settings(BaseSettings):
         """``values`` if every id is a declared source, else an InvalidRequestError listing the known ones."""
         unknown = [v for v in values if v not in self.sources]
         if unknown:
-            raise unknown_sources(unknown, self.sources)
+            raise InvalidRequestError(
+                f"unknown source{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
+                f"known sources: {', '.join(self.sources)}"
+            )
         return list(values)
 
 
@@ -119,10 +119,3 @@ class UnknownReference(ValueError):
     def __init__(self, loc: tuple[str, ...], expected: str) -> None:
         super().__init__(expected)
         self.loc = loc
-
-
-def unknown_sources(unknown: list[str], known: dict[str, SourceConfig]) -> InvalidRequestError:
-    return InvalidRequestError(
-        f"unknown source{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-        f"known sources: {', '.join(known)}"
-    )

@@ -145,19 +145,20 @@ class DocumentRetrieverProgram(dspy.Module):
             verdict = await self.judge.aforward(processed.original, candidates, judge_threshold)
             judged_out = len(candidates) - len(verdict.documents)
             documents = list(verdict.documents)
-            logger.debug(
-                "retrieval judge verdicts",
-                extra={
-                    "fields": {
-                        "threshold": judge_threshold,
-                        "verdicts": [
-                            {"url": c.document.metadata.url, "score": s}
-                            for c, s in zip(candidates, verdict.scores, strict=False)
-                        ],
-                        "kept": len(documents),
-                    }
-                },
-            )
+            if logger.isEnabledFor(logging.DEBUG):  # not built at INFO: this is the judged requests' path
+                logger.debug(
+                    "retrieval judge verdicts",
+                    extra={
+                        "fields": {
+                            "threshold": judge_threshold,
+                            "verdicts": [
+                                {"url": c.document.metadata.url, "score": s}
+                                for c, s in zip(candidates, verdict.scores, strict=False)
+                            ],
+                            "kept": len(documents),
+                        }
+                    },
+                )
         return dspy.Prediction(
             documents=documents[: config.max_source_count], queries=queries, sources=sources, judged_out=judged_out
         )

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cairo_coder import observe
 from cairo_coder.errors import CairoCoderError, as_error
 
 logger = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ def from_exception(exc: BaseException) -> APIError:
 
 
 def error_response(error: APIError) -> JSONResponse:
+    observe.note_error(error.kind)
     return JSONResponse(error.payload(), status_code=error.status, headers=error.headers)
 
 

@@ -16,6 +16,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import Field
 
 from cairo_coder import __version__
+from cairo_coder.errors import InvalidRequestError
 from cairo_coder.rendering import format_for_agent
 from cairo_coder.server.answering import Question, answer
 from cairo_coder.server.errors import from_exception
@@ -153,7 +154,7 @@ def _sources(services: Services, values: list[str] | None) -> list[str] | None:
     """The sources to search (None: all); ids outside the server's registry are a tool error listing the known."""
     if not values:
         return None
-    unknown = [v for v in values if v not in services.settings.sources]
-    if unknown:
-        raise ToolError(f"unknown sources {unknown}; known sources: {', '.join(services.settings.sources)}")
-    return values
+    try:
+        return services.settings.check_sources(values)
+    except InvalidRequestError as exc:
+        raise ToolError(str(exc)) from exc

@@ -6,15 +6,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import logging
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cairo_coder import observe
 from cairo_coder.server.deps import bearer_token
 from cairo_coder.server.errors import APIError, from_exception
-
-logger = logging.getLogger(__name__)
 
 PUBLIC_PATHS = frozenset(
     {"/", "/health", "/ready", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
@@ -23,6 +21,7 @@ ADMIN_PREFIX = "/v1/insights"
 
 
 async def send_error(send: Send, error: APIError) -> None:
+    observe.note_error(error.kind)
     body = json.dumps(error.payload()).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.encode(), v.encode()) for k, v in error.headers.items()]
@@ -31,10 +30,11 @@ async def send_error(send: Send, error: APIError) -> None:
 
 
 class ErrorBoundary:
-    """Every exception a route lets out becomes the OpenAI envelope here, once (see errors.from_exception: ours
-    are logged on one line, anything else with its traceback). Starlette's own last-resort handler would re-raise
-    each one to the server, which logs a traceback for every 404 of an unknown agent: a client could flood the
-    log. A WebSocket that fails before it was accepted is closed with 1011."""
+    """Every exception a route lets out becomes the OpenAI envelope here, once: errors.as_error logs anything
+    unexpected with its traceback, and the request's log line names the error kind (server/context.py).
+    Starlette's own last-resort handler would re-raise each one to the server, which logs a traceback for every
+    404 of an unknown agent: a client could flood the log. A WebSocket that fails before it was accepted is
+    closed with 1011."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -54,15 +54,8 @@ class ErrorBoundary:
         try:
             await self.app(scope, receive, tracking)
         except Exception as exc:
-            error = from_exception(exc)
-            logger.info(
-                "%s %s -> %d %s: %s",
-                scope.get("method", "WS"),
-                scope.get("path"),
-                error.status,
-                error.code,
-                error.message,
-            )
+            error = from_exception(exc)  # the request's log line carries its kind (server/context.py)
+            observe.note_error(error.kind)
             if started:
                 return  # the response is under way: the connection closes, the client sees it cut
             if scope["type"] == "websocket":

@@ -68,17 +68,11 @@ async def process_events(services: Services, question: Question) -> AsyncIterato
     """The process-interface events: sources, response*, then end (usage and finish_reason) or error.
 
     The first event also carries ``request_id`` (the id of the X-Request-ID header and of the server's logs)."""
-    async for n, event in _numbered(_process_events(services, question)):
-        if n == 0 and (request_id := observe.current_request_id()) is not None:
-            event["request_id"] = request_id
+    request_id = observe.current_request_id()
+    async for event in _process_events(services, question):
+        if request_id is not None:
+            event["request_id"], request_id = request_id, None  # the first event only
         yield event
-
-
-async def _numbered(events: AsyncIterator[dict[str, Any]]) -> AsyncIterator[tuple[int, dict[str, Any]]]:
-    n = 0
-    async for event in events:
-        yield n, event
-        n += 1
 
 
 async def _process_events(services: Services, question: Question) -> AsyncIterator[dict[str, Any]]:
