@@ -1,6 +1,7 @@
 """The API server under load: requests/s, latency, time to first byte, memory.
 
     uv run --extra local python benchmarks/server.py [--embeddings remote|none|local] [--soak 10000]
+    uv run --extra local python benchmarks/server.py --observability-ab 6 --sequential 100 --concurrent 300
 
 Three processes, as in production: the fake OpenAI-compatible LLM/embedding server (tests/fake_openai.py,
 answering instantly), `cairo-coder serve` (one uvicorn worker, embedded PostgreSQL under .bench/, the shared
@@ -21,6 +22,7 @@ import asyncio
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -146,6 +148,36 @@ async def bench(args: argparse.Namespace, server: subprocess.Popen[str], base: s
     await load.client.aclose()
 
 
+async def observability_ab(args: argparse.Namespace, bases: dict[str, str], fake_url: str) -> None:
+    """The same load on two servers of one store, in alternating order: "on" (metrics, logs at INFO, tracing
+    off, as shipped) and "off" (server.metrics = false, logs at WARNING: no per-request work)."""
+    questions = [json.loads(line)["query"] for line in DATASET.read_text().splitlines() if line.strip()]
+    loads = {name: Load(base, questions) for name, base in bases.items()}
+    async with httpx.AsyncClient() as control:
+        await control.post(fake_url.removesuffix("/v1") + "/control", json={"chat_delay": 0, "log": False})
+    for load in loads.values():
+        await load.run("full", 4, 40)
+    p50s: dict[str, list[float]] = {name: [] for name in loads}
+    rps: dict[str, list[float]] = {name: [] for name in loads}
+    for round_ in range(args.ab_rounds):
+        order = list(loads) if round_ % 2 == 0 else list(reversed(loads))
+        for name in order:
+            sequential = await loads[name].run("full", 1, args.sequential)
+            p50s[name].append(sorted(sequential["latencies"])[len(sequential["latencies"]) // 2])
+            rps[name].append((await loads[name].run("full", 32, args.concurrent))["rps"])
+    print(f"\n== observability on vs off, {args.ab_rounds} alternating rounds (medians of the rounds)")
+    median = {name: (statistics.median(p50s[name]), statistics.median(rps[name])) for name in loads}
+    for name, (p50, throughput) in median.items():
+        print(f"{name:<4} full answer p50 (1 client) {p50:6.1f} ms   32 clients {throughput:6.1f} req/s")
+    on, off = median["on"], median["off"]
+    print(
+        f"on - off: p50 {on[0] - off[0]:+.1f} ms (target <= +2 ms), throughput {(on[1] / off[1] - 1) * 100:+.1f} % "
+        "(target >= -5 %)"
+    )
+    for load in loads.values():
+        await load.client.aclose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--embeddings", choices=("remote", "none", "local"), default="remote")
@@ -153,13 +185,20 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=1000, help="requests per mode with 32 clients")
     parser.add_argument("--soak", type=int, default=10_000, help="total requests before the last RSS reading")
     parser.add_argument("--log-level", default="INFO", help="the server's log.level (WARNING: no per-request line)")
+    parser.add_argument(
+        "--observability-ab",
+        dest="ab_rounds",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="instead: compare metrics + INFO logs against neither, on two servers in alternating rounds",
+    )
     args = parser.parse_args()
     with fake_openai_server() as fake_url:
         run_server(args, fake_url)
 
 
 def run_server(args: argparse.Namespace, fake_url: str) -> None:
-    port = free_port()
     root = Path(os.environ.get("CAIRO_CODER_BENCH_DIR") or REPO / ".bench")
     env = {
         **os.environ,
@@ -176,10 +215,32 @@ def run_server(args: argparse.Namespace, fake_url: str) -> None:
         "CAIRO_CODER_LOG__LEVEL": args.log_level,  # INFO: one line per request, as in production
         "CAIRO_CODER_LOG__FORMAT": "json",
     }
-    log_path = root / "server.log"  # a file, never an undrained pipe: a full pipe would stall the server
     root.mkdir(parents=True, exist_ok=True)
     if args.embeddings == "remote":
         env["CAIRO_CODER_EMBEDDINGS__API_BASE"] = fake_url
+    if not args.ab_rounds:
+        server, base = start_server(env, root / "server.log")
+        try:
+            asyncio.run(bench(args, server, base, fake_url))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        return
+    off = {**env, "CAIRO_CODER_SERVER__METRICS": "false", "CAIRO_CODER_LOG__LEVEL": "WARNING"}
+    servers = {"on": start_server(env, root / "server-on.log")}
+    servers["off"] = start_server(off, root / "server-off.log")  # the store is filled: no second ingestion
+    try:
+        asyncio.run(observability_ab(args, {name: base for name, (_, base) in servers.items()}, fake_url))
+    finally:
+        for server, _ in servers.values():
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def start_server(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[str], str]:
+    """`cairo-coder serve` on a free port, logging to a file (never an undrained pipe: a full pipe would stall
+    the server), once it is ready."""
+    port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "cairo_coder", "serve", "--port", str(port)],
         cwd=REPO,
@@ -189,24 +250,21 @@ def run_server(args: argparse.Namespace, fake_url: str) -> None:
         text=True,
     )
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 1800  # first start ingests the corpus
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"the server exited: {log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(base + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the server did not become ready")
-            time.sleep(0.5)
-        print(f"server ready: {httpx.get(base + '/ready').json()['documents']} chunks")
-        asyncio.run(bench(args, server, base, fake_url))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    deadline = time.monotonic() + 1800  # first start ingests the corpus
+    while True:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited: {log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(base + "/ready", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            server.kill()
+            raise SystemExit("the server did not become ready")
+        time.sleep(0.5)
+    print(f"server ready: {httpx.get(base + '/ready').json()['documents']} chunks")
+    return server, base
 
 
 if __name__ == "__main__":

@@ -97,6 +97,9 @@ class FakeOpenAI:
         # Faults for streamed chat requests only (a test about a stream is then unaffected by any other call).
         self.stream_faults: deque[str] = deque()
         self.hang_seconds = 10.0
+        # Models that are "down": every chat request for one of them gets a 503 (a provider outage, for the
+        # circuit breaker and fallback tests), until removed.
+        self.down_models: set[str] = set()
         self._lock = threading.Lock()
         owner = self
 
@@ -131,6 +134,8 @@ class FakeOpenAI:
                         )
                     queue = owner.chat_failures if "chat/completions" in self.path else deque()
                     status = queue.popleft() if queue else (owner.failures.popleft() if owner.failures else 0)
+                    if "chat/completions" in self.path and body.get("model") in owner.down_models:
+                        status = 503
                     stall = owner.chat_stalls.popleft() if owner.chat_stalls and "chat/completions" in self.path else 0
                     fault = (
                         owner.chat_faults.popleft()
@@ -330,6 +335,7 @@ class FakeOpenAI:
         self.stream_outcomes.clear()
         self.chat_faults.clear()
         self.stream_faults.clear()
+        self.down_models.clear()
         self.retry_after = "0"
         self.delay = self.chat_delay = self.chunk_delay = 0.0
         self.chunk_size = 12

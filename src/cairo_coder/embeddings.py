@@ -23,6 +23,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from cairo_coder import tracing
 from cairo_coder.config import LOCAL_DIMENSIONS, EmbeddingSettings, LLMSettings, provider_of
 from cairo_coder.errors import CairoCoderError
 
@@ -211,7 +212,8 @@ class LocalEmbedder:
             return []
         self.calls += 1
         self.texts_embedded += len(texts)
-        return await asyncio.to_thread(self._encode, list(texts))
+        with tracing.span("embedding", {"gen_ai.request.model": self.settings.model, "cairo_coder.texts": len(texts)}):
+            return await asyncio.to_thread(self._encode, list(texts))
 
     async def embed_query(self, text: str) -> list[float]:
         return (await self.embed([text]))[0]
@@ -314,8 +316,9 @@ class RemoteEmbedder:
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         out: list[list[float]] = []
         size = self.settings.batch_size
-        for start in range(0, len(texts), size):
-            out.extend(await self._call(list(texts[start : start + size])))
+        with tracing.span("embedding", {"gen_ai.request.model": self.settings.model, "cairo_coder.texts": len(texts)}):
+            for start in range(0, len(texts), size):
+                out.extend(await self._call(list(texts[start : start + size])))
         self.texts_embedded += len(texts)
         return out
 

@@ -11,10 +11,11 @@ configuration)::
     ├── InvalidRequestError              invalid_request           400  2   (empty query, unknown source ...)
     │   ├── UnknownAgentError            unknown_agent             404  2   agents.py
     │   └── DatasetError                 invalid_dataset           400  2   evaluation.py
-    ├── LLMError                         llm_error                 503  1   llm.py
+    ├── LLMError                         llm_error                 503  1   llm_errors.py
     │   ├── LLMNotConfiguredError        llm_not_configured        503  1
     │   ├── LLMRateLimitError            llm_rate_limited          429  1
     │   ├── LLMUnavailableError          llm_unavailable           503  1
+    │   │   └── LLMCircuitOpenError      llm_circuit_open          503  1   breaker.py (provider paused)
     │   ├── LLMAuthError                 llm_auth                  503  1
     │   ├── LLMRequestError              llm_bad_request           400  1
     │   ├── LLMOutputError               llm_bad_output            502  1
@@ -36,7 +37,7 @@ configuration)::
     └── APIError                         (its code)          (its own)  1   server/errors.py (HTTP-level answers)
 
 Third-party exceptions are mapped by :func:`as_error`, once: DSPy and LiteLLM failures become the precise
-``LLMError`` (llm.translate_error), database driver failures ``DatabaseUnavailableError``; anything else is a
+``LLMError`` (llm_errors.translate_error), database driver failures ``DatabaseUnavailableError``; anything else is a
 bug, answered ``internal_error`` with the traceback logged, never sent. The HTTP envelope
 (server/errors.py), the process interface and stream ``error`` events (events.ErrorEvent) and the CLI's exit
 codes (cli/common.py) all read what :func:`as_error` returns. tests/unit/test_errors.py fails when a kind has no
@@ -107,7 +108,7 @@ def as_error(exc: BaseException, *, log: bool = True) -> CairoCoderError:
     if isinstance(exc, CairoCoderError):
         return exc
     # Imported here: llm.py and store/ import this module (their errors live in this tree).
-    from cairo_coder.llm import translate_error
+    from cairo_coder.llm_errors import translate_error
     from cairo_coder.store.database import failure_reason, is_connection_error
     from cairo_coder.store.errors import DatabaseUnavailableError
 

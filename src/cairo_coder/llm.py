@@ -16,21 +16,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import dspy
 
-from cairo_coder import metrics
+from cairo_coder import metrics, observe, tracing
+from cairo_coder.breaker import Breakers, CircuitBreaker
 from cairo_coder.config import LLMSettings, provider_of
-from cairo_coder.errors import CairoCoderError
+from cairo_coder.llm_errors import (
+    LLMCircuitOpenError,
+    LLMNotConfiguredError,
+    LLMOutputError,
+    LLMUnavailableError,
+    translate_error,
+)
 from cairo_coder.types import AgentConfiguration, Usage
 
 logger = logging.getLogger(__name__)
@@ -49,163 +55,6 @@ NOT_CONFIGURED_HINT = (
     "with the provider's key (OPENAI_API_KEY, ANTHROPIC_API_KEY, GEMINI_API_KEY) or OPENAI_BASE_URL for an "
     "OpenAI-compatible server"
 )
-
-
-class LLMError(CairoCoderError):
-    """A language-model failure the caller can act on (the tree: errors.py)."""
-
-    kind = "llm_error"
-    status = 503
-
-    def __init__(self, message: str, *, model: str | None = None, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.model = model
-        self.retry_after = retry_after
-
-
-class LLMNotConfiguredError(LLMError):
-    """No model (or no API key for it) is configured; the message names the settings to provide."""
-
-    kind = "llm_not_configured"
-
-
-class LLMRateLimitError(LLMError):
-    """The provider kept rate-limiting the request after every retry."""
-
-    kind = "llm_rate_limited"
-    status = 429
-
-
-class LLMUnavailableError(LLMError):
-    """The provider failed (5xx, timeout, connection) after every retry."""
-
-    kind = "llm_unavailable"
-
-
-class LLMAuthError(LLMError):
-    """The provider rejected the credentials."""
-
-    kind = "llm_auth"
-
-
-class LLMRequestError(LLMError):
-    """The provider rejected the request (bad model name, context too long, content policy...)."""
-
-    kind = "llm_bad_request"
-    status = 400
-
-
-class LLMOutputError(LLMError):
-    """The model's answer could not be used: no choices, or not parseable into the program's output fields."""
-
-    kind = "llm_bad_output"
-    status = 502
-
-
-class LLMIncompleteError(LLMError):
-    """The model's streamed answer broke off after part of it was shown (connection lost mid-stream)."""
-
-    kind = "llm_incomplete"
-    status = 502
-
-
-RETRYABLE: tuple[type[LLMError], ...] = (LLMRateLimitError, LLMUnavailableError)
-_SDK_PREFIX = re.compile(r"^(?:\[[^\]]*\]\s*)?(?:(?:litellm\.\w+|\w*(?:Error|Exception))\s*[:-]\s*)*")
-MAX_DETAIL = 240
-
-
-def provider_detail(exc: BaseException) -> str:
-    """What the provider said, without the client libraries' class names, retry counters and fix-it hints."""
-    text = str(getattr(exc, "message", None) or exc)
-    text = text.split("\n\n  To fix:", 1)[0].split("LiteLLM Retried:", 1)[0]
-    text = _SDK_PREFIX.sub("", text.strip()).strip().rstrip(".")
-    text = " ".join(text.split())
-    return text[:MAX_DETAIL] + ("..." if len(text) > MAX_DETAIL else "") if text else type(exc).__name__
-
-
-def translate_error(exc: BaseException) -> LLMError | None:
-    """Map DSPy/LiteLLM exceptions to our precise types (None: not a language-model error). Messages quote the
-    provider's words, never a client library's class names or the model's raw output."""
-    if isinstance(exc, LLMError):
-        return exc
-    from dspy.utils import exceptions as dx
-
-    model = getattr(exc, "model", None)
-    where = f" ({model})" if model else ""
-    if isinstance(exc, dx.AdapterParseError):
-        logger.debug("unparseable model output: %s", exc)
-        signature = getattr(exc, "signature", None)
-        fields = ", ".join(signature.output_fields) if signature is not None else "?"
-        return LLMOutputError(
-            f"the language model's answer{where} did not have the expected fields ({fields})", model=model
-        )
-    if not isinstance(exc, dx.LMError):
-        wrapped = _as_dspy_error(exc)
-        if wrapped is None:
-            return None
-        exc = wrapped
-    detail = provider_detail(exc)
-    retry_after = retry_after_of(exc)
-    if isinstance(exc, dx.LMRateLimitError):
-        return LLMRateLimitError(
-            f"the language model provider{where} is rate-limiting requests: {detail}",
-            model=model,
-            retry_after=retry_after,
-        )
-    if isinstance(exc, dx.LMAuthError | dx.LMBillingError | dx.LMNotConfiguredError):
-        return LLMAuthError(f"the language model provider{where} rejected the credentials: {detail}", model=model)
-    if isinstance(exc, dx.LMInvalidRequestError):
-        return LLMRequestError(f"the language model provider{where} rejected the request: {detail}", model=model)
-    if isinstance(exc, dx.LMTimeoutError):
-        return LLMUnavailableError(
-            f"the language model{where} did not answer in time: {detail}", model=model, retry_after=retry_after
-        )
-    return LLMUnavailableError(
-        f"the language model{where} is unavailable: {detail}", model=model, retry_after=retry_after
-    )
-
-
-def _as_dspy_error(exc: BaseException) -> BaseException | None:
-    """A LiteLLM, OpenAI-SDK or lm15 exception that escaped DSPy's engine boundary (a stream that broke while
-    being read, for one), as the DSPy error the boundary would have raised; None for anything else."""
-    from dspy import lm15
-
-    module = type(exc).__module__
-    if not (isinstance(exc, lm15.LM15Error) or module.startswith(("litellm", "openai"))):
-        return None
-    from dspy.clients.engines.litellm_errors import to_lm15_error
-    from dspy.clients.errors import wrap_error
-
-    model = getattr(exc, "model", None) or ""
-    canonical = exc if isinstance(exc, lm15.LM15Error) else to_lm15_error(exc, model=model)
-    wrapped: BaseException = wrap_error(canonical, model=model)
-    if wrapped is not exc and wrapped.__cause__ is None:
-        wrapped.__cause__ = exc
-    return wrapped
-
-
-def retry_after_of(exc: BaseException) -> float | None:
-    """The provider's Retry-After (seconds), found on the exception or the ones it wraps, or None."""
-    from dspy.clients._http import finite_seconds, retry_after_seconds
-
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            break
-        value: float | None = finite_seconds(getattr(seen, "retry_after", None))
-        if value is not None:
-            return value
-        for headers in (
-            getattr(seen, "litellm_response_headers", None),
-            getattr(getattr(seen, "response", None), "headers", None),
-            getattr(seen, "headers", None),
-        ):
-            if headers is not None and hasattr(headers, "get"):
-                value = retry_after_seconds(headers.get("retry-after") or headers.get("Retry-After"))
-                if value is not None:
-                    return value
-        seen = seen.__cause__ or seen.__context__
-    return None
 
 
 @dataclass
@@ -260,25 +109,108 @@ def _checked(result: Any) -> Any:
 
 
 class CheckedLM(dspy.LM):
-    """``dspy.LM`` whose responses are checked: a response without choices (a 200 with ``choices: []``) is a
-    provider failure, not an empty answer; one cut at ``max_tokens`` (``finish_reason: "length"``) is noted in the
-    request's :class:`CallOutcome`, so that transports report ``length`` instead of ``stop``.
+    """``dspy.LM`` whose calls are checked and guarded.
+
+    Checked: a response without choices (a 200 with ``choices: []``) is a provider failure, not an empty answer;
+    one cut at ``max_tokens`` (``finish_reason: "length"``) is noted in the request's :class:`CallOutcome`, so
+    that transports report ``length`` instead of ``stop``. Guarded: the provider's circuit breaker (breaker.py)
+    refuses calls while it is open, and then the ``fallback`` LM (the stage's fallback model) answers instead; a
+    call's timeout is cut to what is left of the request's deadline. Each call is a trace span and a metric.
 
     The bodies are DSPy 3.4's ``LM.forward``/``aforward`` with the call result inspected before it is projected
     to the legacy response shape (which loses the native finish reason)."""
 
+    breaker: CircuitBreaker | None = None
+    fallback: CheckedLM | None = None
+
+    def _guard(self, kwargs: dict[str, Any]) -> CheckedLM | None:
+        """The LM that makes this call: None for this one (after checking its breaker and deadline), or the
+        fallback while this one's provider is paused."""
+        if self.breaker is not None and self.fallback is not None and self.breaker.is_open():
+            return self.fallback
+        left = observe.remaining()
+        if left is not None:
+            if left <= 0:
+                raise LLMUnavailableError(
+                    "the request deadline (llm.request_deadline) was reached before the language model "
+                    f"({self.model}) could answer",
+                    model=self.model,
+                )
+            kwargs["timeout"] = min(float(self.kwargs.get("timeout") or left), left)
+        if self.breaker is not None:
+            self.breaker.before_call(self.model)
+        return None
+
+    def _outcome(self, exc: BaseException | None) -> bool:
+        """Tell the breaker how the call went; True when the failure paused the provider and a fallback exists."""
+        if self.breaker is None:
+            return False
+        if exc is None:
+            self.breaker.succeeded()
+            return False
+        translated = translate_error(exc)
+        if isinstance(translated, LLMUnavailableError) and not isinstance(translated, LLMCircuitOpenError):
+            self.breaker.failed()
+            return self.fallback is not None and self.breaker.is_open()
+        self.breaker.released()
+        return False
+
     def forward(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
         from dspy.clients.execution import execute, prepare
 
-        with metrics.llm_call(self.model):
-            return _checked(execute(self, prepare(self, prompt, messages, kwargs, direct=True)))
+        other = self._guard(kwargs)
+        if other is not None:
+            return other.forward(prompt, messages, **kwargs)
+        try:
+            with self._span() as span, metrics.llm_call(self.model):
+                result = _checked(execute(self, prepare(self, prompt, messages, kwargs, direct=True)))
+                _usage_attributes(span, result)
+        except Exception as exc:
+            if self._outcome(exc):
+                assert self.fallback is not None
+                return self.fallback.forward(prompt, messages, **kwargs)
+            raise
+        self._outcome(None)
+        return result
 
     async def aforward(self, prompt: Any = None, messages: Any = None, **kwargs: Any) -> Any:
         from dspy.clients.execution import aexecute, prepare
 
-        with metrics.llm_call(self.model):
-            call = await asyncio.to_thread(prepare, self, prompt, messages, kwargs, asynchronous=True, direct=True)
-            return _checked(await aexecute(self, call))
+        other = self._guard(kwargs)
+        if other is not None:
+            return await other.aforward(prompt, messages, **kwargs)
+        try:
+            with self._span() as span, metrics.llm_call(self.model):
+                call = await asyncio.to_thread(prepare, self, prompt, messages, kwargs, asynchronous=True, direct=True)
+                result = _checked(await aexecute(self, call))
+                _usage_attributes(span, result)
+        except Exception as exc:
+            if self._outcome(exc):
+                assert self.fallback is not None
+                return await self.fallback.aforward(prompt, messages, **kwargs)
+            raise
+        except BaseException:
+            if self.breaker is not None:
+                self.breaker.released()  # cancelled: says nothing about the provider
+            raise
+        self._outcome(None)
+        return result
+
+    def _span(self) -> AbstractContextManager[Any]:
+        return tracing.span(
+            "llm.call", {"gen_ai.request.model": self.model, "gen_ai.system": metrics.provider_label(self.model)}
+        )
+
+
+def _usage_attributes(span: Any, response: Any) -> None:
+    if span is None:
+        return
+    usage = getattr(response, "usage", None)
+    if usage is None and isinstance(response, dict):
+        usage = response.get("usage")
+    prompt = getattr(usage, "prompt_tokens", None) if usage is not None else None
+    completion = getattr(usage, "completion_tokens", None) if usage is not None else None
+    tracing.set_attributes(span, {"gen_ai.usage.input_tokens": prompt, "gen_ai.usage.output_tokens": completion})
 
 
 def usage_from(tokens: Mapping[str, Mapping[str, Any]]) -> Usage:
@@ -298,8 +230,16 @@ class LLMRouter:
     def __init__(self, settings: LLMSettings, environ: Mapping[str, str] | None = None) -> None:
         self.settings = settings
         self._environ = dict(os.environ if environ is None else environ)
-        self._lms: OrderedDict[tuple[str, float, int], Any] = OrderedDict()
+        self._lms: OrderedDict[tuple[str, float, int, str], Any] = OrderedDict()
         self._lock = threading.Lock()
+        self.breakers = Breakers(settings.breaker_failures, settings.breaker_cooldown)
+
+    def fallback_for(self, stage: Stage, agent: AgentConfiguration | None = None) -> str | None:
+        """The model used for ``stage`` while its own model's provider is down: the agent's for the stage, else
+        ``llm.fallback_model``; None when none is configured (or it is the primary itself)."""
+        candidates = [agent.fallback_models.get(stage) if agent else None, self.settings.fallback_model]
+        fallback = next((m.strip() for m in candidates if m and m.strip()), None)
+        return None if fallback == self.model_for(stage, agent) else fallback
 
     def model_for(self, stage: Stage, agent: AgentConfiguration | None = None) -> str | None:
         s = self.settings
@@ -362,12 +302,41 @@ class LLMRouter:
         if temperature is None:
             temperature = agent.temperature if agent and agent.temperature is not None else self.settings.temperature
         max_tokens = min(max_tokens, configured_max) if max_tokens is not None else configured_max
-        key = (model, temperature, max_tokens)
+        fallback = self.fallback_for(stage, agent)
+        primary = self._build(model, temperature, max_tokens, fallback or "")
+        if fallback is not None and primary.fallback is None:
+            try:
+                primary.fallback = self._build(fallback, temperature, max_tokens, "")
+            except LLMNotConfiguredError as exc:
+                raise LLMNotConfiguredError(f"the fallback model of {stage}: {exc}", model=fallback) from exc
+        return primary
+
+    def _build(self, model: str, temperature: float, max_tokens: int, fallback: str) -> CheckedLM:
+        key = (model, temperature, max_tokens, fallback)
         with self._lock:
-            lm = self._lms.get(key)
-            if lm is not None:
+            cached: CheckedLM | None = self._lms.get(key)
+            if cached is not None:
                 self._lms.move_to_end(key)
-                return lm
+                return cached
+        connection = self.connection(model)
+        lm = CheckedLM(
+            model,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            cache=self.settings.cache,
+            num_retries=0,  # retried by llm_calls.retrying, which honours Retry-After and counts attempts
+            engine=self.settings.engine,
+            timeout=self.settings.timeout,
+            **connection,
+            # LiteLLM: turn off the OpenAI SDK's own retries too. lm15 has none.
+            **({"max_retries": 0} if self.settings.engine == "litellm" else {}),
+        )
+        lm.breaker = self.breakers.for_provider(provider_of(model))
+        with self._lock:
+            self._lms[key] = lm
+            while len(self._lms) > MAX_CACHED_LMS:
+                self._lms.popitem(last=False)
+        return lm
         connection = self.connection(model)
         lm = CheckedLM(
             model,

@@ -13,33 +13,47 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from cairo_coder import metrics
-from cairo_coder.llm import RETRYABLE, translate_error
+from cairo_coder import metrics, observe
+from cairo_coder.llm_errors import RETRYABLE, LLMCircuitOpenError, translate_error
 
 T = TypeVar("T")
 
 
-def retry_delay(exc: BaseException, attempt: int, retries: int, max_wait: float) -> float | None:
-    """Seconds to wait before attempt ``attempt + 1``, or None when ``exc`` must be raised now."""
+def retry_delay(
+    exc: BaseException, attempt: int, retries: int, max_wait: float, *, within_deadline: bool = True
+) -> float | None:
+    """Seconds to wait before attempt ``attempt + 1``, or None when ``exc`` must be raised now (not retryable, no
+    retries left, a wait beyond ``max_wait``, or a retry that could not end before the request's deadline)."""
     error = translate_error(exc)
-    if error is None or not isinstance(error, RETRYABLE) or attempt >= retries:
+    if error is None or not isinstance(error, RETRYABLE) or isinstance(error, LLMCircuitOpenError):
+        return None
+    if attempt >= retries:
         return None
     if error.retry_after is not None:
         wait = float(error.retry_after)
-        return wait if wait <= max_wait else None
-    backoff: float = 2.0**attempt * (0.75 + 0.5 * random.random())  # 1 s, 2 s, 4 s ... jittered ±25%
-    return min(backoff, max_wait)
+        if wait > max_wait:
+            return None
+    else:
+        wait = min(2.0**attempt * (0.75 + 0.5 * random.random()), max_wait)  # 1 s, 2 s, 4 s ... jittered ±25%
+    left = observe.remaining() if within_deadline else None
+    if left is not None and wait >= left:
+        return None
+    return wait
 
 
-def final_error(exc: BaseException, attempts: int) -> BaseException:
-    """The error to raise after ``attempts`` attempts: ours, saying how many were made."""
+def final_error(exc: BaseException, attempts: int, *, out_of_time: bool = False) -> BaseException:
+    """The error to raise after ``attempts`` attempts: ours, saying how many were made (and, ``out_of_time``,
+    that the request's deadline stopped the retries)."""
     error = translate_error(exc)
     if error is None:
         return exc
-    if attempts > 1 and isinstance(error, RETRYABLE):
+    if isinstance(error, RETRYABLE) and not isinstance(error, LLMCircuitOpenError) and (attempts > 1 or out_of_time):
         wait = f"; retry after {error.retry_after:g} s" if error.retry_after else ""
+        why = ": the request deadline (llm.request_deadline) leaves no time for another" if out_of_time else ""
         error = type(error)(
-            f"{error} (gave up after {attempts} attempts{wait})", model=error.model, retry_after=error.retry_after
+            f"{error} (gave up after {attempts} attempt{'s' if attempts > 1 else ''}{why}{wait})",
+            model=error.model,
+            retry_after=error.retry_after,
         )
     return error
 
@@ -49,7 +63,8 @@ async def wait_before_retry(exc: Exception, attempt: int, retries: int, max_wait
     how many attempts were made). The one loop body of every retry, streamed generation's included."""
     delay = retry_delay(exc, attempt, retries, max_wait)
     if delay is None:
-        raised = final_error(exc, attempt + 1)
+        out_of_time = retry_delay(exc, attempt, retries, max_wait, within_deadline=False) is not None
+        raised = final_error(exc, attempt + 1, out_of_time=out_of_time)
         if raised is exc:
             raise exc  # not ours to translate: unchanged, its own cause kept
         raise raised from exc

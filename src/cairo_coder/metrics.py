@@ -73,6 +73,22 @@ DB_POOL_SIZE = Gauge(
 SEARCH_DURATION = Histogram(
     "cairo_coder_search_duration_seconds", "Store searches by mode.", ["mode"], buckets=FAST_BUCKETS
 )
+LLM_CIRCUIT_OPEN = Gauge(
+    "cairo_coder_llm_circuit_open",
+    "1 while the provider's circuit breaker is open (its calls paused after repeated failures), else 0.",
+    ["provider"],
+    multiprocess_mode="livemax",
+)
+DATABASE_UP = Gauge(
+    "cairo_coder_database_up",
+    "1 when the last database check of a scrape succeeded, 0 when PostgreSQL was unreachable.",
+    multiprocess_mode="livemostrecent",
+)
+STORE_DOCUMENTS = Gauge(
+    "cairo_coder_store_documents",
+    "Documents (chunks) in the store, counted at each scrape.",
+    multiprocess_mode="livemostrecent",
+)
 INGEST_PAGES = Counter(
     "cairo_coder_ingest_pages",
     "Pages ingested, by source and outcome (new, updated, unchanged, deleted, failed).",
@@ -116,7 +132,7 @@ def record_request(record: RequestRecord, agents: Collection[str]) -> None:
 @contextmanager
 def llm_call(model: str) -> Iterator[None]:
     """One LLM call: its outcome, and its error kind when it failed."""
-    from cairo_coder.llm import translate_error  # llm.py imports this module
+    from cairo_coder.llm_errors import translate_error
 
     provider = provider_label(model)
     try:

@@ -43,6 +43,8 @@ class RequestRecord:
     first_token_ms: float | None = None  # when the first piece of the answer was ready
     status: str | None = None  # ok, error, cancelled
     error: str | None = None  # the error's kind
+    deadline: float | None = None  # perf_counter() time after which no retry starts (llm.request_deadline)
+    trace_id: str | None = None  # the request span's trace (tracing.py), for the log line
 
     def stage(self, name: str) -> StageRecord:
         return self.stages.setdefault(name, StageRecord())
@@ -53,7 +55,7 @@ class RequestRecord:
     def summary(self) -> dict[str, Any]:
         """The fields of the request's log line (no user text)."""
         fields: dict[str, Any] = {"route": self.route}
-        for key in ("agent", "mode", "status", "error", "documents"):
+        for key in ("agent", "mode", "status", "error", "documents", "trace_id"):
             value = getattr(self, key)
             if value is not None:
                 fields[key] = value
@@ -103,6 +105,14 @@ def request(record: RequestRecord) -> Iterator[RequestRecord]:
         _current.reset(token)
 
 
+def remaining() -> float | None:
+    """Seconds left before the current request's deadline (may be negative), or None: no deadline."""
+    record = _current.get()
+    if record is None or record.deadline is None:
+        return None
+    return record.deadline - time.perf_counter()
+
+
 def note_error(kind: str) -> None:
     """The current request is answered with error ``kind`` (its log line and metrics say so); the first wins."""
     record = _current.get()
@@ -132,6 +142,7 @@ __all__ = [
     "current_request_id",
     "new_request_id",
     "note_error",
+    "remaining",
     "request",
     "stage",
 ]

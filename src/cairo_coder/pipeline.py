@@ -18,13 +18,14 @@ import dspy
 from dspy.streaming import StreamListener, StreamResponse
 from dspy.utils.usage_tracker import track_usage
 
-from cairo_coder import observe
+from cairo_coder import observe, tracing
 from cairo_coder.citations import check_citations
 from cairo_coder.config import PipelineSettings
 from cairo_coder.errors import InvalidRequestError
 from cairo_coder.events import Accumulator, End, ErrorEvent, Final, Processing, Sources, StreamEvent, Text
-from cairo_coder.llm import LLMIncompleteError, LLMRouter, Stage, observe_calls, translate_error, usage_from
+from cairo_coder.llm import LLMRouter, Stage, observe_calls, usage_from
 from cairo_coder.llm_calls import retrying, wait_before_retry
+from cairo_coder.llm_errors import LLMError, LLMIncompleteError, translate_error
 from cairo_coder.programs.adapter import ADAPTER
 from cairo_coder.programs.generation import GenerationProgram, format_context
 from cairo_coder.programs.query_processor import QueryProcessorProgram, raw_processed_query
@@ -172,8 +173,15 @@ class RagPipeline:
             search_queries=tuple(processed.search_queries),
             resources=tuple(processed.resources),
         )
-        with observe.stage("retrieval"):
+        with observe.stage("retrieval"), tracing.span("stage retrieval", {"cairo_coder.stage": "retrieval"}) as span:
             documents = await self._retrieve(processed, mcp_mode, usage)
+            tracing.set_attributes(
+                span,
+                {
+                    "cairo_coder.documents": len(documents),
+                    "cairo_coder.search_queries": len(processed.search_queries),
+                },
+            )
         state["documents"] = documents
         if logger.isEnabledFor(logging.DEBUG):  # user text and scores: DEBUG only
             logger.debug(
@@ -240,6 +248,7 @@ class RagPipeline:
         adapter = None if stage == "generation" else ADAPTER
         with (
             observe.stage(stage) as record,
+            tracing.span(f"stage {stage}", {"cairo_coder.stage": stage, "gen_ai.request.model": lm.model}) as span,
             dspy.context(lm=lm, adapter=adapter, track_usage=True, disable_history=True, trace=None),
             track_usage() as tracker,
         ):
@@ -253,6 +262,13 @@ class RagPipeline:
             finally:
                 spent = usage_from(tracker.get_total_tokens())
                 usage.add_stage(stage, spent)
+                tracing.set_attributes(
+                    span,
+                    {
+                        "gen_ai.usage.input_tokens": spent.prompt_tokens,
+                        "gen_ai.usage.output_tokens": spent.completion_tokens,
+                    },
+                )
                 if record is not None:
                     record.model = lm.model
                     record.prompt_tokens += spent.prompt_tokens
@@ -265,10 +281,17 @@ class RagPipeline:
         allowed = list(self.agent.sources)
         if mcp_mode and not self.router.is_configured(self.agent, "query_processing"):
             return raw_processed_query(query, allowed)
-        with self._stage("query_processing", usage):
-            prediction = await self._retrying(
-                lambda: self.query_processor.acall(query=query, chat_history=history, allowed=allowed)
-            )
+        try:
+            with self._stage("query_processing", usage):
+                prediction = await self._retrying(
+                    lambda: self.query_processor.acall(query=query, chat_history=history, allowed=allowed)
+                )
+        except LLMError as exc:
+            if not mcp_mode:
+                raise
+            # Search must not depend on a model: MCP mode answers from the raw question while the model is down.
+            logger.warning("query processing failed (%s); MCP mode searches with the question as asked", exc.kind)
+            return raw_processed_query(query, allowed)
         processed: ProcessedQuery = prediction.processed_query
         return processed
 
@@ -279,12 +302,18 @@ class RagPipeline:
         if not judge:
             prediction = await self.retriever.acall(processed=processed, config=self.search)
             return list(prediction.documents)
-        with self._stage("retrieval_judge", usage):
-            prediction = await self._retrying(
-                lambda: self.retriever.acall(
-                    processed=processed, config=self.search, judge_threshold=self.agent.judge_threshold
+        try:
+            with self._stage("retrieval_judge", usage):
+                prediction = await self._retrying(
+                    lambda: self.retriever.acall(
+                        processed=processed, config=self.search, judge_threshold=self.agent.judge_threshold
+                    )
                 )
-            )
+        except LLMError as exc:
+            if not mcp_mode:
+                raise
+            logger.warning("the retrieval judge failed (%s); MCP mode returns the unjudged ranking", exc.kind)
+            prediction = await self.retriever.acall(processed=processed, config=self.search)
         return list(prediction.documents)
 
     async def _generate(

@@ -118,6 +118,10 @@ class AgentConfiguration(BaseModel):
     fast_model: str | None = Field(default=None, description="Query-processing / judge model of this agent.")
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     max_tokens: int | None = Field(default=None, ge=16, le=200_000)
+    fallback_models: dict[Literal["query_processing", "generation", "retrieval_judge", "suggestions"], str] = Field(
+        default_factory=dict,
+        description="Per stage, the model used while the stage's own model's provider is down (its circuit open).",
+    )
     program: Literal["cairo", "scarb"] = Field(
         default="cairo", description="Which query and generation signatures the agent uses."
     )

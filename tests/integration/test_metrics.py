@@ -125,6 +125,7 @@ def test_metrics_follow_requests_llm_calls_and_searches(
     assert delta(before, during, "cairo_coder_requests_in_flight") == 1
     assert delta(before, scrape(server.url)[0], "cairo_coder_requests_in_flight") == 0
     assert value(after, "cairo_coder_db_pool_connections", state="open") >= 1
+    assert value(after, "cairo_coder_database_up") == 1 and value(after, "cairo_coder_store_documents") > 0
 
     text = httpx.get(server.url + "/metrics").text
     assert "evil-agent-name" not in text and "path-xyz" not in text and QUESTION not in text
@@ -132,12 +133,30 @@ def test_metrics_follow_requests_llm_calls_and_searches(
     ours = {name for name in families if name.startswith("cairo_coder_") and not name.endswith("_created")}
     table = (Path(__file__).resolve().parents[2] / "docs" / "OPERATIONS.md").read_text()
     documented = {name.removesuffix("_total") for name in re.findall(r"^\| `(cairo_coder_\w+)`", table, re.M)}
-    assert ours == documented and len(ours) == 16
+    assert ours == documented and len(ours) == 19
+    # Every metric the alert rules and the Grafana dashboard query (deploy/) is one this server exports.
+    from tests.unit.test_deploy import queried_metrics
+
+    for where, names in queried_metrics().items():
+        bases = {re.sub(r"_(total|bucket|sum|count|created)$", "", name) for name in names}
+        assert names and bases <= set(families), f"{where} queries {bases - set(families)}, which /metrics lacks"
 
 
 def test_metrics_can_be_turned_off(start: Callable[..., LiveServer], kb_url: str) -> None:
+    """Off, /metrics is 404 and requests record nothing (the benchmark's "without metrics" side)."""
     server = start(make_settings(kb_url, CAIRO_CODER_SERVER__METRICS="false"))
     assert httpx.get(server.url + "/metrics").status_code == 404
+    from prometheus_client import REGISTRY
+
+    def health_count() -> float:
+        found = REGISTRY.get_sample_value(
+            "cairo_coder_http_requests_total", {"route": "/health", "method": "GET", "status": "200"}
+        )
+        return found or 0.0
+
+    before = health_count()
+    assert httpx.get(server.url + "/health").status_code == 200
+    assert health_count() == before
 
 
 async def test_ingestion_counts_pages_and_chunks_per_source(

@@ -14,7 +14,8 @@ from cairo_coder.agents import AgentFactory, UnknownAgentError
 from cairo_coder.config import Settings
 from cairo_coder.embeddings import LocalEmbedder
 from cairo_coder.events import Sources, StreamEvent, wire_data
-from cairo_coder.llm import LLMNotConfiguredError, LLMRateLimitError, LLMRouter
+from cairo_coder.llm import LLMRouter
+from cairo_coder.llm_errors import LLMNotConfiguredError, LLMRateLimitError
 from cairo_coder.store import DocumentStore
 from cairo_coder.store.search import reciprocal_rank_fusion
 from cairo_coder.types import DocumentSource, Message, Role
@@ -383,13 +384,18 @@ async def test_timeouts_are_retried_then_a_timeout_after_the_last_retry_is_a_cle
     assert result.sources
     fake.requests.clear()
     fake.chat_stalls.extend([1.5, 1.5])  # every attempt times out
-    events = await collect(factory.create_agent().stream(QUESTION, mcp_mode=True))
+    events = await collect(factory.create_agent().stream(QUESTION))
     assert [e.type for e in events] == ["processing", "error"]
     assert wire_data(events[-1])["type"] == "llm_unavailable"
     assert (
         "timed out" in wire_data(events[-1])["message"].lower() and "Traceback" not in wire_data(events[-1])["message"]
     )
     assert len(fake.chat_requests()) == 2
+    # MCP mode (search) does not depend on the model: it searches with the question as asked instead.
+    fake.requests.clear()
+    fake.chat_stalls.extend([1.5, 1.5])
+    searched = await collect(factory.create_agent().stream(QUESTION, mcp_mode=True))
+    assert [e.type for e in searched][-1] == "end" and any(e.type == "sources" for e in searched)
 
 
 async def test_citations_of_sources_that_do_not_exist_are_reported(

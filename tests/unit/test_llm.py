@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from cairo_coder.config import load_settings
-from cairo_coder.llm import LLMNotConfiguredError, LLMRouter, translate_error
+from cairo_coder.llm import LLMRouter
+from cairo_coder.llm_errors import LLMNotConfiguredError, translate_error
 from cairo_coder.types import AgentConfiguration
 
 

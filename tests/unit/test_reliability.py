@@ -10,12 +10,8 @@ import asyncpg
 import pytest
 from dspy.utils import exceptions as dx
 
-from cairo_coder.llm import (
-    LLMRateLimitError,
-    LLMUnavailableError,
-    provider_detail,
-)
 from cairo_coder.llm_calls import final_error, retry_delay
+from cairo_coder.llm_errors import LLMRateLimitError, LLMUnavailableError, provider_detail
 from cairo_coder.sanitize import clean_json, clean_text
 from cairo_coder.store.database import is_connection_error, with_retries
 from cairo_coder.store.errors import DatabaseUnavailableError

@@ -6,7 +6,7 @@ import pytest
 
 from cairo_coder.agents import UnknownAgentError
 from cairo_coder.errors import CairoCoderError, InvalidRequestError
-from cairo_coder.llm import LLMNotConfiguredError, LLMOutputError, LLMRateLimitError
+from cairo_coder.llm_errors import LLMNotConfiguredError, LLMOutputError, LLMRateLimitError
 from cairo_coder.server.errors import APIError, from_exception
 from cairo_coder.server.schemas import ChatMessage, parse_flag
 from cairo_coder.server.state import ConcurrencyLimiter

@@ -49,9 +49,9 @@ class Mode(StrEnum):
     LEXICAL = "lexical"
 
 
-SOURCES_HELP = ", ".join(s.value for s in DocumentSource) + ", or a [sources.<id>] of your configuration"
+SOURCES_HELP = ", ".join(s.value for s in DocumentSource) + ", or a sources.<id> table of your configuration"
 AGENTS_HELP = (
-    "cairo-coder, starknet-agent, scarb-assistant, or an [agents.<id>] of your configuration (`cairo-coder agents`)"
+    "cairo-coder, starknet-agent, scarb-assistant, or an agents.<id> table of your configuration (`cairo-coder agents`)"
 )
 ModeOption = Annotated[
     Mode | None,

@@ -125,7 +125,8 @@ def _agent_retrieval(settings: Settings, store: Any, agent_id: str, mode: str) -
 
     ``mode``: the --mode given, or "" for the agent's own (the configured search.mode)."""
     from cairo_coder.agents import AgentFactory
-    from cairo_coder.llm import NOT_CONFIGURED_HINT, LLMNotConfiguredError
+    from cairo_coder.llm import NOT_CONFIGURED_HINT
+    from cairo_coder.llm_errors import LLMNotConfiguredError
 
     factory = AgentFactory(settings, store, store.embedder)
     pipeline = factory.create_agent_by_id(agent_id)

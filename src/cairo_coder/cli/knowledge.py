@@ -103,7 +103,7 @@ def ingest(
     Only pages whose content changed are re-embedded and rewritten; pages that disappeared are removed. Examples:
 
       CAIRO_CODER_CORPUS=../shared/corpus cairo-coder ingest
-      cairo-coder ingest --source cairo_book --source corelib_docs --json
+      cairo-coder ingest cairo_book corelib_docs --json
     """
     settings = _settings()
     chosen = _parse_sources(settings, sources)
@@ -117,13 +117,30 @@ def ingest(
 
 
 async def _ingest(
-    settings: Settings, chosen: list[str] | None, from_dir: Path | None, reindex: bool, quiet: bool
+    settings: Settings,
+    chosen: list[str] | None,
+    from_dir: Path | None,
+    reindex: bool,
+    quiet: bool,
+    *,
+    only_if_empty: bool = False,
 ) -> list[Any]:
+    """Ingest under the database-wide ingestion lock (one ingestion at a time across processes and machines).
+    ``only_if_empty``: the first ingestion of ``serve``; nothing is done when another process filled the store
+    while this one waited for the lock."""
     from cairo_coder.errors import SourceUnavailableError
     from cairo_coder.ingest.loader import Ingester, SourceReport
 
     reports: list[SourceReport] = []
-    async with await _open_store(settings, for_writing=True) as store:
+    async with (
+        await _open_store(settings, for_writing=True) as store,
+        store.ingestion_lock(
+            lambda: err.print("Another ingestion is running on this database: waiting for it to finish.")
+        ),
+    ):
+        if only_if_empty and await store.count_documents():
+            err.print("Another process ingested the documentation meanwhile: nothing to do.")
+            return reports
         if reindex:
             await store.reset()
         explicit = chosen is not None

@@ -23,7 +23,9 @@ async def _ingest_if_empty(settings: Settings) -> None:
     if documents:
         return
     err.print("[bold]The document store is empty: ingesting the documentation first (once).[/]", highlight=False)
-    reports = await _ingest(settings, None, None, False, False)
+    reports = await _ingest(settings, None, None, False, False, only_if_empty=True)
+    if not reports:
+        return  # another replica ingested it while this one waited
     _print_summary(reports)
     if not any(r.pages for r in reports):
         err.print(

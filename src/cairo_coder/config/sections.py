@@ -171,6 +171,17 @@ class LLMSettings(_Section):
     # The longest wait before a retry: a provider's Retry-After beyond it is passed on to the client at once.
     max_retry_wait: float = Field(default=20.0, ge=0, le=600)
     timeout: float = Field(default=120.0, gt=0)
+    # The whole answering request (every stage, retries and waits included): no retry starts that could not end
+    # before it, and each model call's timeout is cut to what is left. Clients get 503 when it runs out.
+    request_deadline: float = Field(default=180.0, gt=0, le=3600)
+    # Circuit breaker per provider: after this many failures in a row (5xx, timeouts, connection errors) the
+    # provider's calls fail at once with 503 for breaker_cooldown seconds, then one probe call may close it again.
+    # 0 turns the breaker off.
+    breaker_failures: int = Field(default=5, ge=0, le=1000)
+    breaker_cooldown: float = Field(default=30.0, gt=0, le=3600)
+    # Used for every stage while the primary model's provider is down (its breaker open); agents can name one per
+    # stage (fallback_models). Empty: no fallback.
+    fallback_model: str = ""
     cache: bool = False
     # DSPy's LM backend: "litellm" (every LiteLLM provider) or "lm15" (DSPy's native client: less CPU per call).
     engine: Literal["litellm", "lm15"] = "litellm"

@@ -63,6 +63,7 @@ async def answer_events(services: Services, question: Question) -> AsyncIterator
     record = observe.current()
     if record is not None:
         record.agent, record.mode = question.agent_id, "mcp" if question.mcp_mode else "answer"
+        record.deadline = record.started + services.settings.llm.request_deadline
     try:
         async for event in pipeline.stream(
             question.query, question.history, mcp_mode=question.mcp_mode, options=question.options
@@ -78,7 +79,8 @@ async def answer_events(services: Services, question: Question) -> AsyncIterator
         if record is not None:
             record.status = seen.status
             record.error = seen.error.kind if seen.error is not None else None
-            metrics.record_request(record, services.settings.agents)
+            if services.settings.server.metrics:
+                metrics.record_request(record, services.settings.agents)
         if services.insights is not None:
             services.insights.record(
                 InsightEntry(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.exceptions import HTTPException
 from starlette.types import Message, Receive, Scope, Send
 
-from cairo_coder import __version__
+from cairo_coder import __version__, tracing
 from cairo_coder.agents import AgentFactory
 from cairo_coder.config import ServerSettings, Settings, load_settings
 from cairo_coder.embeddings import Embedder, create_embedder
@@ -181,12 +182,15 @@ def create_app(
 ) -> FastAPI:
     """The API server. ``settings`` default to the layered configuration (cairo-coder.toml + environment).
 
-    ``configure_logging``: install the log setup of ``settings.log`` (what `serve` does, in each worker process);
-    embedding applications and tests keep their own.
+    ``configure_logging``: install the log setup of ``settings.log`` and start tracing when the ``OTEL_*``
+    variables ask for it (what `serve` does, in each worker process); embedding applications and tests keep
+    their own.
     """
     settings = settings or load_settings()
+    tracing_started = False
     if configure_logging:
         setup_logging(settings.log.level, settings.log.format, secrets=settings.secrets())
+        tracing_started = tracing.configure(os.environ if environ is None else environ)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -212,6 +216,8 @@ def create_app(
             app.state.services = None
             app.state.mcp_app = None
             await close_services(services)
+            if tracing_started:
+                tracing.shutdown()
 
     app = FastAPI(title="cairo-coder", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.services = None
@@ -236,7 +242,9 @@ def create_app(
             expose_headers=["mcp-session-id"],
         )
     app.add_middleware(HostOriginGuard, server=server)
-    app.add_middleware(RequestContext)  # outermost: even a refused request has an id and a log line
+    app.add_middleware(
+        RequestContext, metrics_enabled=server.metrics
+    )  # outermost: even a refused request has an id and a log line
     return app
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import dspy
 from fastapi import APIRouter, Query
 
-from cairo_coder.llm import translate_error
+from cairo_coder.llm_errors import translate_error
 from cairo_coder.programs.adapter import ADAPTER
 from cairo_coder.rendering import format_history
 from cairo_coder.server.answering import check_limits

@@ -35,6 +35,11 @@ async def prometheus_metrics(services: Svc) -> Response:
     size, used = services.store.pool_stats()
     metrics.DB_POOL_SIZE.labels("open").set(size)
     metrics.DB_POOL_SIZE.labels("in_use").set(used)
+    try:  # one cheap query per scrape: "database down" and "empty store" alerts need a value without traffic
+        metrics.STORE_DOCUMENTS.set(await services.store.count_documents(deadline=0))
+        metrics.DATABASE_UP.set(1)
+    except Exception:
+        metrics.DATABASE_UP.set(0)
     body, content_type = metrics.exposition()
     return Response(body, media_type=content_type)
 

@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
-from cairo_coder import observe
+from cairo_coder import observe, tracing
 from cairo_coder.events import End, ErrorEvent, Final, Sources, Text, wire_data
 from cairo_coder.server.answering import Question, answer_events, check_agent, check_limits, stream_with_slot
 from cairo_coder.server.context import log_request
@@ -121,7 +121,8 @@ async def process_ws(websocket: WebSocket) -> None:
     async def run(question: Question, request_id: Any) -> None:
         # Each message is a request of its own: its own id (in its first event) and its own log line.
         record = observe.RequestRecord(observe.new_request_id(), route="/agents/process/ws")
-        with observe.request(record):
+        with observe.request(record), tracing.span("WS message /agents/process/ws") as span:
+            record.trace_id = tracing.trace_id(span)
             try:
                 async for event in process_events(services, question):
                     await send({**event, "id": request_id})
@@ -129,6 +130,18 @@ async def process_ws(websocket: WebSocket) -> None:
                 await send({"type": "end", "data": {"cancelled": True}, "id": request_id})
                 raise
             finally:
+                tracing.set_attributes(
+                    span,
+                    {
+                        "cairo_coder.agent": record.agent,
+                        "cairo_coder.mode": record.mode,
+                        "cairo_coder.status": record.status,
+                        "cairo_coder.error": record.error,
+                        "cairo_coder.documents": record.documents,
+                    },
+                )
+                if record.status == "error":
+                    tracing.mark_error(span, record.error or "error")
                 log_request(record, method="WS")
 
     def error(kind: str, message: str, status: int, request_id: Any = None) -> dict[str, Any]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import asyncpg
 
-from cairo_coder import lexical, metrics
+from cairo_coder import lexical, metrics, observe, tracing
 from cairo_coder.config import DatabaseSettings, SearchSettings, mask_url
 from cairo_coder.embeddings import Embedder
 from cairo_coder.sanitize import clean_text
@@ -89,6 +90,25 @@ class DocumentStore:
         store.retry_seconds = database.retry_seconds
         return store
 
+    @asynccontextmanager
+    async def ingestion_lock(self, on_wait: Callable[[], None] | None = None) -> AsyncIterator[None]:
+        """Hold the database-wide ingestion lock (a PostgreSQL session advisory lock on a connection of its own,
+        released when the block ends or the process dies): ingestions from several processes or machines on one
+        database run one after the other, and replicas started together ingest an empty store once.
+        ``on_wait`` is called when another process holds it."""
+        conn = await connect_with_retries(self.url, 10.0)
+        try:
+            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", schema.INGEST_LOCK):
+                if on_wait is not None:
+                    on_wait()
+                await conn.execute("SELECT pg_advisory_lock($1)", schema.INGEST_LOCK)
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", schema.INGEST_LOCK)
+        finally:
+            await conn.close()
+
     async def close(self) -> None:
         await self.pool.close()
         if self._embedded is not None:
@@ -105,7 +125,14 @@ class DocumentStore:
         """``operation`` (which takes its own pooled connections) retried through a lost or restarting database
         for up to ``deadline`` (default ``database.retry_seconds``); then :class:`DatabaseUnavailableError`."""
         deadline = self.retry_seconds if deadline is None else deadline
-        return await with_retries(operation, deadline=deadline, what=what, pool=self.pool)
+        left = observe.remaining()  # never retry past the request's own deadline
+        if left is not None:
+            deadline = max(min(deadline, left), 0.0)
+        with tracing.span(f"db {what}", {"db.system.name": "postgresql", "db.operation.name": what}) as span:
+            result = await with_retries(operation, deadline=deadline, what=what, pool=self.pool)
+            if span is not None and isinstance(result, list):
+                tracing.set_attributes(span, {"db.response.returned_rows": len(result)})
+            return result
 
     def pool_stats(self) -> tuple[int, int]:
         """(connections open, connections in use) of the pool, for the metrics."""

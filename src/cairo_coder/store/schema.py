@@ -14,6 +14,7 @@ from cairo_coder.store.database import Conn
 from cairo_coder.store.errors import EmbedderMismatchError, PgvectorMissingError, SchemaVersionError
 
 MIGRATION_LOCK = 0x6361_6972_6F  # "cairo": one advisory lock id for every cairo-coder migrator
+INGEST_LOCK = MIGRATION_LOCK + 1  # held by an ingestion for its whole run (DocumentStore.ingestion_lock)
 
 
 @dataclass(frozen=True)
