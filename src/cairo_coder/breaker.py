@@ -120,9 +120,6 @@ class Breakers:
         self._lock = threading.Lock()
         self._breakers: dict[str, CircuitBreaker] = {}
 
-    def __deepcopy__(self, memo: dict[int, object]) -> Breakers:
-        return self
-
     def for_provider(self, provider: str) -> CircuitBreaker:
         with self._lock:
             breaker = self._breakers.get(provider)

@@ -170,6 +170,10 @@ class CheckedLM(dspy.LM):
                 assert self.fallback is not None
                 return self.fallback.forward(prompt, messages, **kwargs)
             raise
+        except BaseException:
+            if self.breaker is not None:
+                self.breaker.released()  # interrupted: says nothing about the provider, and frees the probe
+            raise
         self._outcome(None)
         return result
 
@@ -191,7 +195,7 @@ class CheckedLM(dspy.LM):
             raise
         except BaseException:
             if self.breaker is not None:
-                self.breaker.released()  # cancelled: says nothing about the provider
+                self.breaker.released()  # cancelled: says nothing about the provider, and frees the probe
             raise
         self._outcome(None)
         return result
@@ -332,24 +336,6 @@ class LLMRouter:
             **({"max_retries": 0} if self.settings.engine == "litellm" else {}),
         )
         lm.breaker = self.breakers.for_provider(provider_of(model))
-        with self._lock:
-            self._lms[key] = lm
-            while len(self._lms) > MAX_CACHED_LMS:
-                self._lms.popitem(last=False)
-        return lm
-        connection = self.connection(model)
-        lm = CheckedLM(
-            model,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            cache=self.settings.cache,
-            num_retries=0,  # retried by llm_calls.retrying, which honours Retry-After and counts attempts
-            engine=self.settings.engine,
-            timeout=self.settings.timeout,
-            **connection,
-            # LiteLLM: turn off the OpenAI SDK's own retries too. lm15 has none.
-            **({"max_retries": 0} if self.settings.engine == "litellm" else {}),
-        )
         with self._lock:
             self._lms[key] = lm
             while len(self._lms) > MAX_CACHED_LMS:

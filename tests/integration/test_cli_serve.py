@@ -23,10 +23,8 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(
-    db_url: str, corpus: Path, log: Path, *options: str, config: Path | None = None
-) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+def serve_env(db_url: str, corpus: Path) -> dict[str, str]:
+    """The environment of a `cairo-coder` subprocess on ``db_url`` and the mini corpus: no model, no embedder."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CAIRO_CODER_", "OPENAI"))}
     env.update(
         {
@@ -37,6 +35,14 @@ def start(
             "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         }
     )
+    return env
+
+
+def launch(
+    env: dict[str, str], log: Path, *options: str, config: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`cairo-coder serve` on a free port, not waited for (several can start at the same moment)."""
+    port = free_port()
     command = [
         sys.executable,
         "-m",
@@ -48,17 +54,28 @@ def start(
         *options,
     ]
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
-    base = f"http://127.0.0.1:{port}"
+    return process, f"http://127.0.0.1:{port}"
+
+
+def wait_healthy(process: subprocess.Popen[bytes], base: str, log: Path) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         assert process.poll() is None, log.read_text()
         try:
             if httpx.get(base + "/health", timeout=1).status_code == 200:
-                return process, base
+                return
         except httpx.HTTPError:
             time.sleep(0.2)
     process.kill()
     raise AssertionError(f"the server did not start: {log.read_text()}")
+
+
+def start(
+    db_url: str, corpus: Path, log: Path, *options: str, config: Path | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    process, base = launch(serve_env(db_url, corpus), log, *options, config=config)
+    wait_healthy(process, base, log)
+    return process, base
 
 
 def stop(process: subprocess.Popen[bytes], log: Path, lifespans: int = 1) -> None:
