@@ -166,7 +166,10 @@ def test_concurrency_limit_is_429(start: Callable[..., LiveServer], kb_url: str,
     threads = [threading.Thread(target=one) for _ in range(2)]
     for thread in threads:
         thread.start()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 10  # both slots taken (not a fixed sleep: a loaded machine is slower)
+    while limited.services.limiter.in_flight < 2:
+        assert time.monotonic() < deadline, "the two requests did not take their slots"
+        time.sleep(0.01)
     refused = post(limited, ask())
     stream_refused = post(limited, {**ask(), "stream": True})
     for thread in threads:
