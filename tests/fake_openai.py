@@ -110,13 +110,34 @@ class FakeOpenAI:
             def log_message(self, *args: Any) -> None:
                 pass
 
+            def do_GET(self) -> None:
+                if self.path == "/control":  # what a test in another process checks: calls and stream outcomes
+                    with owner._lock:
+                        chats = [r for r in owner.requests if r["path"].endswith("/chat/completions")]
+                        state = {
+                            "chat_requests": len(chats),
+                            "streamed_chat_requests": sum(1 for r in chats if r["body"].get("stream")),
+                            "stream_outcomes": list(owner.stream_outcomes),
+                        }
+                    self._send(200, state)
+                    return
+                self._send(404, {"error": {"message": "not found"}})
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                if self.path == "/control":  # benchmarks: set delays in a server running in another process
+                if self.path == "/control":  # a server in another process (benchmarks, the TypeScript tests)
+                    if body.get("reset"):
+                        owner.reset()
                     for name in ("delay", "chat_delay", "chunk_delay"):
                         if name in body:
                             setattr(owner, name, float(body[name]))
+                    if "chunk_size" in body:
+                        owner.chunk_size = int(body["chunk_size"])
+                    if "down_models" in body:
+                        owner.down_models = set(body["down_models"])
+                    owner.chat_failures.extend(int(s) for s in body.get("chat_failures", ()))
+                    owner.stream_faults.extend(str(f) for f in body.get("stream_faults", ()))
                     owner.log_requests = bool(body.get("log", owner.log_requests))
                     with owner._lock:
                         owner.requests.clear()

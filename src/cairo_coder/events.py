@@ -35,6 +35,8 @@ class Sources:
 
     type: ClassVar[Literal["sources"]] = "sources"
     sources: tuple[SourceInfo, ...]
+    # The text of each source, in the same order (only the agent process interface sends it, when asked).
+    contents: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -198,7 +198,7 @@ class RagPipeline:
                     }
                 },
             )
-        yield Sources(tuple(source_infos(documents)))
+        yield Sources(tuple(source_infos(documents)), tuple(d.document.content for d in documents))
         if mcp_mode:
             text = format_for_agent(documents, self.settings.mcp_max_tokens)
             yield Text(text)

@@ -4,6 +4,7 @@ limits, concurrency limit, API keys, LLM failures before and during a stream, no
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,6 +13,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 from tests.conftest import make_settings
 from tests.fake_openai import FakeOpenAI
@@ -193,6 +196,16 @@ def test_api_keys_when_configured(start: Callable[..., LiveServer], kb_url: str,
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=keyed.url + "/v1", api_key="nope", max_retries=0).models.list()
     assert_envelope(httpx.post(keyed.url + "/mcp", json={}, timeout=10), 401, "invalid_api_key")
+    # A WebSocket handshake without the key is answered 401 with the envelope (not a bare close), so a client
+    # can tell a wrong key from a refused origin; with the key it opens.
+    ws_uri = keyed.url.replace("http://", "ws://") + "/agents/process/ws"
+    with pytest.raises(InvalidStatus) as refused_ws:
+        ws_connect(ws_uri, open_timeout=10)
+    assert refused_ws.value.response.status_code == 401
+    assert json.loads(refused_ws.value.response.body or b"{}")["error"]["code"] == "invalid_api_key"
+    with ws_connect(ws_uri, open_timeout=10, additional_headers={"x-api-key": KEY}) as ws:
+        ws.send(json.dumps({"query": QUESTION, "mcp_mode": True}))
+        assert json.loads(ws.recv(timeout=30))["type"] == "sources"
     assert httpx.get(keyed.url + "/health").status_code == 200, "health needs no key"
     assert httpx.get(keyed.url + "/ready").status_code == 200
     # Insights are off without an admin key.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -99,6 +99,71 @@ async def test_websocket_requests_events_and_cancel(server: LiveServer, fake: Fa
         fake.chunk_delay = 0.0
         await ws.send(json.dumps({"id": "r5", "query": QUESTION, "mcp_mode": True}))
         assert (await _until_end(ws))[-1]["type"] == "end"
+
+
+async def test_websocket_multiplexes_requests_by_id(server: LiveServer, fake: FakeOpenAI) -> None:
+    """Several requests in flight on one connection, each with its own id and its own answer; one is cancelled
+    by its id while the others go on; an id already in flight is refused."""
+    uri = server.url.replace("http://", "ws://") + "/agents/process/ws"
+    questions = {f"q{i}": f"How do I use storage variable number {i}?" for i in range(6)}
+    async with websockets.connect(uri) as ws:
+        fake.chunk_size = 4
+        fake.chunk_delay = 0.02
+        for request_id, question in questions.items():
+            await ws.send(json.dumps({"id": request_id, "query": question}))
+        await ws.send(json.dumps({"id": "q0", "query": "a second q0"}))
+        await ws.send(json.dumps({"type": "cancel", "id": "q5"}))
+        events: dict[str, list[dict[str, Any]]] = {}
+        while len([r for r, e in events.items() if e and e[-1]["type"] in ("end", "error")]) < len(questions):
+            event = json.loads(await asyncio.wait_for(ws.recv(), 30))
+            if event["type"] == "error" and event["data"]["type"] == "busy":
+                assert event["id"] == "q0" and "q0" in event["data"]["message"]
+                continue
+            events.setdefault(event["id"], []).append(event)
+    assert events["q5"][-1] == {"type": "end", "data": {"cancelled": True}, "id": "q5"}
+    for request_id in list(questions)[:5]:
+        answer = "".join(e["data"] for e in events[request_id] if e["type"] == "response")
+        assert answer.strip().startswith(f"ANSWER<{questions[request_id]}>"), request_id
+        assert events[request_id][-1]["type"] == "end" and "usage" in events[request_id][-1]["data"]
+    assert await asyncio.to_thread(wait_idle, server) == 0
+
+
+def wait_idle(server: LiveServer) -> int:
+    """The server's requests in flight, once none are left or after 5 s."""
+    deadline = time.monotonic() + 5
+    while server.services.limiter.in_flight and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return int(server.services.limiter.in_flight)
+
+
+async def test_websocket_in_flight_limit_and_source_content(
+    start: Callable[..., LiveServer], kb_url: str, fake: FakeOpenAI
+) -> None:
+    limited = start(llm_settings(kb_url, fake, CAIRO_CODER_SERVER__WS_MAX_IN_FLIGHT="1"))
+    uri = limited.url.replace("http://", "ws://") + "/agents/process/ws"
+    slow_answers(fake)
+    async with websockets.connect(uri) as ws:
+        await ws.send(json.dumps({"id": 1, "query": QUESTION}))
+        await ws.send(json.dumps({"id": 2, "query": QUESTION}))
+        refused = await _until(ws, "error")
+        assert refused["id"] == 2 and refused["data"]["type"] == "busy" and refused["data"]["status"] == 409
+        assert "server.ws_max_in_flight" in refused["data"]["message"]
+        await ws.send(json.dumps({"type": "cancel"}))
+        assert (await _until(ws, "end"))["data"] == {"cancelled": True}
+        fake.chunk_delay = 0.0
+        await ws.send(json.dumps({"id": 3, "query": QUESTION, "mcp_mode": True, "include_content": True}))
+        sources = (await _until(ws, "sources"))["data"]
+        assert sources[0]["title"] == "Contract Storage" and "storage" in sources[0]["content"].lower()
+
+
+def test_process_sources_carry_their_text_only_when_asked(server: LiveServer) -> None:
+    response = httpx.post(server.url + "/agents/process", json={"query": QUESTION, "mcp_mode": True}, timeout=30)
+    first = json.loads(response.text.splitlines()[0])
+    assert first["type"] == "sources" and "content" not in first["data"][0]
+    response = httpx.post(
+        server.url + "/agents/process", json={"query": QUESTION, "mcp_mode": True, "include_content": True}, timeout=30
+    )
+    assert "Contract Storage" in json.loads(response.text.splitlines()[0])["data"][0]["content"]
 
 
 async def test_websocket_disconnect_cancels_generation(server: LiveServer, fake: FakeOpenAI) -> None:

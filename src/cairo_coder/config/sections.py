@@ -119,6 +119,9 @@ class ServerSettings(_Section):
     max_messages: int = Field(default=100, ge=1)
     max_message_chars: int = Field(default=100_000, ge=1)
     max_concurrent_requests: int = Field(default=64, ge=1)
+    # Requests one WebSocket connection of /agents/process/ws may have in flight at once (told apart by their
+    # ids); they also count against max_concurrent_requests.
+    ws_max_in_flight: int = Field(default=32, ge=1, le=1024)
     # Seconds a client may take to send its request line and headers, and then between two parts of its body:
     # a half-sent request is closed (headers) or answered 408 (body) instead of holding a connection forever.
     read_timeout: float = Field(default=30.0, gt=0, le=3600)

@@ -29,6 +29,24 @@ async def send_error(send: Send, error: APIError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def refuse(scope: Scope, send: Send, error: APIError) -> None:
+    """Refuse a request before the app sees it: the error envelope with its status; for a WebSocket handshake
+    the same HTTP answer when the server supports ASGI's denial response (uvicorn does), so that a client can
+    tell a wrong API key (401) from a refused origin (403), else a close with 1008 (policy violation)."""
+    if scope["type"] != "websocket":
+        await send_error(send, error)
+        return
+    if "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
+        return
+    observe.note_error(error.kind)
+    body = json.dumps(error.payload()).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in error.headers.items()]
+    await send({"type": "websocket.http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "websocket.http.response.body", "body": body})
+
+
 class ErrorBoundary:
     """Every exception a route lets out becomes the OpenAI envelope here, once: errors.as_error logs anything
     unexpected with its traceback, and the request's log line names the error kind (server/context.py).
@@ -143,10 +161,8 @@ class APIKeyAuth:
         ):
             await self.app(scope, receive, send)
             return
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008, "reason": "invalid or missing API key"})
-            return
-        await send_error(
+        await refuse(
+            scope,
             send,
             APIError(
                 401,

@@ -125,6 +125,9 @@ class ProcessRequest(_Lenient):
     chat_history: list[HistoryMessage] = Field(default_factory=list)
     agent_id: str | None = None
     mcp_mode: bool = False
+    # The text of each source in the sources event ("content"), as the original in-process agents gave it
+    # (LangChain documents' pageContent); off by default, it multiplies the size of the event.
+    include_content: bool = False
 
     def history(self) -> list[Message]:
         return [Message(role=Role(m.role), content=m.content) for m in self.chat_history]

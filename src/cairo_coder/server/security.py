@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cairo_coder.config import ServerSettings
 from cairo_coder.server.errors import APIError
-from cairo_coder.server.middleware import send_error
+from cairo_coder.server.middleware import refuse
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,4 @@ class HostOriginGuard:
             await self.app(scope, receive, send)
             return
         logger.warning("refused a %s request: %s", scope["type"], error.message)
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
-            return
-        await send_error(send, error)
+        await refuse(scope, send, error)
