@@ -367,14 +367,18 @@ class FakeOpenAI:
         messages = body.get("messages", [])
         query = input_field(messages, "query")
         parts = []
+        values: dict[str, Any] = {}
         for name in output_fields(messages):
             value = self.fields.get(name)
             if value is None:
                 value = default_value(name, body)
             elif callable(value):
                 value = value(body, query)
+            values[name] = value
             text = value if isinstance(value, str) else json.dumps(value)
             parts.append(f"[[ ## {name} ## ]]\n{text}")
+        if body.get("response_format"):  # DSPy's JSONAdapter (e.g. GEPA's instruction proposer): one JSON object
+            return json.dumps(values)
         parts.append("[[ ## completed ## ]]")
         return "\n\n".join(parts)
 

@@ -30,6 +30,7 @@ def run_cli(
     return subprocess.run(
         [sys.executable, "-m", "cairo_coder", *args],
         capture_output=True,
+        stdin=subprocess.DEVNULL,  # never waits for a terminal: a prompt gets end-of-file
         text=True,
         env=full_env,
         cwd=cwd,

@@ -18,9 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
-
-from cairo_coder.errors import InvalidRequestError
+from cairo_coder.datasets import DatasetError, RetrievalItem, load_items
 from cairo_coder.language import detect_language
 from cairo_coder.types import SearchResult
 
@@ -28,42 +26,12 @@ KS = (1, 3, 5, 10)
 CHUNKS_PER_QUERY = 60
 
 
-class PageRef(BaseModel):
-    source: str
-    path: str
+EvalItem = RetrievalItem  # the retrieval format's item, under its historical name here
 
 
-class EvalItem(BaseModel):
-    id: str
-    query: str
-    origin: str = "written"
-    relevant: list[PageRef] = Field(min_length=1)
-    also_relevant: list[PageRef] = Field(default_factory=list)
-    note: str = ""
-
-
-class DatasetError(InvalidRequestError):
-    """The dataset file is missing or a line is not a valid item; the message names the line."""
-
-    kind = "invalid_dataset"
-
-
-def load_dataset(path: Path) -> list[EvalItem]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise DatasetError(f"cannot read dataset {path}: {exc.strerror}") from exc
-    items = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            items.append(EvalItem.model_validate(json.loads(line)))
-        except (ValueError, ValidationError) as exc:
-            raise DatasetError(f"{path}:{number}: not a valid dataset item: {exc}") from exc
-    if not items:
-        raise DatasetError(f"{path}: no items")
-    return items
+def load_dataset(path: Path) -> list[RetrievalItem]:
+    """The retrieval items of ``path`` (every bad record reported by line, see datasets.py)."""
+    return load_items(path, RetrievalItem)
 
 
 @dataclass
@@ -134,6 +102,7 @@ class EvalReport:
             "items": [
                 {
                     "id": r.item.id,
+                    "query": r.item.query,
                     "rank": r.rank,
                     "origin": r.item.origin,
                     "language": r.language,

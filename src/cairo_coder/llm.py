@@ -315,6 +315,11 @@ class LLMRouter:
                 raise LLMNotConfiguredError(f"the fallback model of {stage}: {exc}", model=fallback) from exc
         return primary
 
+    def lm_for_model(self, model: str, *, temperature: float = 0.0) -> Any:
+        """A ``dspy.LM`` for ``model`` itself (the evaluation's judge, an optimizer's teacher), with the same
+        keys, endpoint, timeout and circuit breaker as the stages' models."""
+        return self._build(model, temperature, self.settings.max_tokens, "")
+
     def _build(self, model: str, temperature: float, max_tokens: int, fallback: str) -> CheckedLM:
         key = (model, temperature, max_tokens, fallback)
         with self._lock:

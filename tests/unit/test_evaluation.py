@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from cairo_coder.datasets import PageRef
 from cairo_coder.evaluation import (
     DatasetError,
     EvalItem,
     EvalReport,
     ItemResult,
-    PageRef,
     compare,
     load_report,
     sign_test,

@@ -10,29 +10,36 @@ import { CairoCoderError, isRecord } from './errors.js';
 import { AgentFactoryProxy } from './proxy.js';
 import type { ChatMessage, Source, Usage } from './types.js';
 
+/** A request as the handler reads it: Node's, or Express's (a parsed `body`, route `params`). */
+export type HandlerRequest = IncomingMessage & { body?: unknown; params?: Record<string, string | undefined> };
+
 export interface ChatCompletionHandlerOptions {
-  /** The agent to answer with: fixed, or per request. Default: the request's `model` if it is an agent id (the
-   *  service's `/v1/agents`), else the service's default agent, as the service's own route does. */
-  agentId?: string | ((req: IncomingMessage) => string | undefined);
+  /** The agent to answer with: fixed, or per request (e.g. `(req) => req.params?.agentId` on an Express route
+   *  `/v1/agents/:agentId/chat/completions`). Default: the request's `model` if it is an agent id (the service's
+   *  `/v1/agents`), else the service's default agent, as the service's own route does. */
+  agentId?: string | ((req: HandlerRequest) => string | undefined);
   /** Largest request body in bytes (when no body parser ran before). Default 1 000 000. */
   maxBodyBytes?: number;
   /** Milliseconds for a whole answer. Default: the client's. */
   timeout?: number;
   /** Called with every error answered (for the backend's logs); never with a stack trace for the client. */
-  onError?: (error: CairoCoderError, req: IncomingMessage) => void;
+  onError?: (error: CairoCoderError, req: HandlerRequest) => void;
 }
 
-type Handler = (req: IncomingMessage & { body?: unknown }, res: ServerResponse, next?: (error?: unknown) => void) => Promise<void>;
+export type ChatCompletionHandler = (req: HandlerRequest, res: ServerResponse, next?: (error?: unknown) => void) => Promise<void>;
 
 const ROLES = new Set(['system', 'developer', 'user', 'assistant']);
 const AGENTS_TTL_MS = 60_000;
 
-export function createChatCompletionHandler(proxy: AgentFactoryProxy, options: ChatCompletionHandlerOptions = {}): Handler {
+export function createChatCompletionHandler(
+  proxy: AgentFactoryProxy,
+  options: ChatCompletionHandlerOptions = {},
+): ChatCompletionHandler {
   const client = proxy.client;
   const maxBody = options.maxBodyBytes ?? 1_000_000;
   let agents: { ids: Set<string>; at: number } | null = null;
 
-  async function agentFor(req: IncomingMessage, model: string | undefined): Promise<string | undefined> {
+  async function agentFor(req: HandlerRequest, model: string | undefined): Promise<string | undefined> {
     if (typeof options.agentId === 'function') return options.agentId(req);
     if (typeof options.agentId === 'string') return options.agentId;
     if (model === undefined) return undefined;

@@ -8,7 +8,12 @@
 
 export { CairoCoderClient, toChatMessage } from './client.js';
 export { CairoCoderError, type CairoCoderErrorFields } from './errors.js';
-export { createChatCompletionHandler, type ChatCompletionHandlerOptions } from './handler.js';
+export {
+  createChatCompletionHandler,
+  type ChatCompletionHandler,
+  type ChatCompletionHandlerOptions,
+  type HandlerRequest,
+} from './handler.js';
 export { HttpTransport } from './http.js';
 export { AgentFactoryProxy, RagAgentFactory, TokenTracker, toLegacyDocument, type AgentEmitter } from './proxy.js';
 export type { SendContext, Transport, WireEvent, WireRequest } from './transport.js';

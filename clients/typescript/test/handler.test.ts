@@ -5,6 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, beforeEach, describe, it } from 'node:test';
 
+import express from 'express';
 import OpenAI from 'openai';
 
 import { createChatCompletionHandler, type AgentFactoryProxy } from '../src/index.js';
@@ -154,3 +155,36 @@ for (const transport of TRANSPORTS) {
     });
   });
 }
+
+describe('chat completions handler in Express', () => {
+  it('works after express.json() and with the agent from the route', async () => {
+    const proxy = proxyFor('websocket');
+    const app = express();
+    app.use(express.json({ limit: '1mb' }));
+    app.post('/v1/chat/completions', createChatCompletionHandler(proxy));
+    app.post('/v1/agents/:agentId/chat/completions', createChatCompletionHandler(proxy, { agentId: (req) => req.params?.['agentId'] }));
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const openai = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'x', maxRetries: 0 });
+      const answer = await openai.chat.completions.create({ model: 'cairo-coder', messages: [{ role: 'user', content: QUESTION }] });
+      assert.ok(answer.choices[0]?.message.content?.includes(`ANSWER<${QUESTION}>`));
+      const scarb = new OpenAI({ baseURL: `${base}/v1/agents/scarb-assistant`, apiKey: 'x', maxRetries: 0 });
+      const manifest = await scarb.chat.completions.create(
+        { model: 'any', messages: [{ role: 'user', content: 'What is the edition key of the manifest?' }] },
+        { headers: { 'x-mcp-mode': 'true' } },
+      );
+      const sources = (manifest as unknown as { sources: { source: string }[] }).sources;
+      assert.ok(sources.length > 0 && sources.every((s) => s.source === 'scarb_docs'), JSON.stringify(sources));
+      await assert.rejects(
+        openai.chat.completions.create({ model: 'cairo-coder', messages: [{ role: 'assistant', content: 'hi' }] }),
+        (error: unknown) => error instanceof OpenAI.BadRequestError && error.code === 'invalid_last_message',
+      );
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      await proxy.close();
+    }
+  });
+});

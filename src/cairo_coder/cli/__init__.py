@@ -3,7 +3,7 @@
 Commands are registered on one typer app by the modules imported below.
 """
 
-from cairo_coder.cli import answer, evaluating, knowledge, serving  # noqa: F401  (registers the commands)
+from cairo_coder.cli import answer, evaluating, knowledge, optimizing, serving  # noqa: F401  (registers the commands)
 from cairo_coder.cli.common import app
 
 

@@ -132,18 +132,52 @@ def agents(json_output: Annotated[bool, typer.Option("--json", help="Print JSON.
                 "sources": list(agent.sources),
                 "default": agent_id == settings.pipeline.default_agent,
                 "models": router.describe(agent),
+                "optimized": _optimized(settings.pipeline.optimized_dir, agent),
             }
         )
     if json_output:
         out.print_json(data=rows)
         return
-    table = Table("id", "name", "sources", "generation model", box=None, header_style="bold")
+    table = Table("id", "name", "sources", "generation model", "optimized", box=None, header_style="bold")
     for row in rows:
         marker = " (default)" if row["default"] else ""
+        optimized = ", ".join(
+            f"{name} ({o['optimizer']}, {o['score_before']:.3f}->{o['score_after']:.3f})"
+            if o.get("score_after") is not None
+            else name
+            for name, o in row["optimized"].items()
+        )
         table.add_row(
             row["id"] + marker,
             row["name"],
             ", ".join(row["sources"]),
             row["models"]["generation"] or "[dim]not configured[/]",
+            optimized or "[dim]built-in[/]",
         )
     out.print(table)
+
+
+def _optimized(directory: str, agent: Any) -> dict[str, dict[str, Any]]:
+    """The agent's optimized programs found in ``directory``, with their recorded optimizer and scores."""
+    from cairo_coder.programs.loading import OptimizedProgramError, optimized_path, read_metadata
+
+    prefix = "scarb_" if agent.program == "scarb" else ""
+    found: dict[str, dict[str, Any]] = {}
+    for name in (f"{prefix}query_processor", f"{prefix}generation", "retrieval_judge"):
+        path = optimized_path(directory, name, agent.id)
+        if path is None:
+            continue
+        try:
+            meta = read_metadata(path) or {}
+        except OptimizedProgramError as exc:
+            found[name] = {"path": str(path), "error": str(exc)}
+            continue
+        scores = meta.get("scores", {})
+        found[name] = {
+            "path": str(path),
+            "optimizer": meta.get("optimizer"),
+            "score_before": scores.get("before"),
+            "score_after": scores.get("after"),
+            "date": meta.get("date"),
+        }
+    return found

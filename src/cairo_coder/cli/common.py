@@ -30,7 +30,7 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 db_app = typer.Typer(help="Inspect the document store.", no_args_is_help=True)
-eval_app = typer.Typer(help="Measure retrieval quality on a labelled dataset.", no_args_is_help=True)
+eval_app = typer.Typer(help="Measure retrieval and answers on labelled datasets.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(eval_app, name="eval")

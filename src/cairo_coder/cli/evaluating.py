@@ -47,6 +47,9 @@ def eval_retrieval(
             show_default=False,
         ),
     ] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.", show_default=False)
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Recall@1/3/5/10 and MRR@10 of retrieval on a dataset, by origin, source and language, with the misses.
@@ -57,7 +60,8 @@ def eval_retrieval(
       cairo-coder eval retrieval -d retrieval_dev.jsonl --compare before.json
       CAIRO_CODER_MODEL=openai/gpt-4o-mini cairo-coder eval retrieval -d retrieval_dev.jsonl --agent cairo-coder
     """
-    from cairo_coder.evaluation import CHUNKS_PER_QUERY, DatasetError, compare, evaluate, load_dataset, load_report
+    from cairo_coder.datasets import DatasetError
+    from cairo_coder.evaluation import CHUNKS_PER_QUERY, compare, evaluate, load_dataset, load_report
 
     settings = _settings()
     chosen_mode = mode.value if mode else settings.search.mode
@@ -83,14 +87,18 @@ def eval_retrieval(
 
     report = _run(run)
     comparison = compare(report, earlier) if earlier is not None else None
+    if html is not None:
+        from cairo_coder.reports import retrieval_html
+
+        data = {**report.to_json(), "meta": {"dataset": str(dataset), "retrieval": what_of(agent, chosen_mode)}}
+        html.write_text(retrieval_html(data, comparison.to_json() if comparison else None), encoding="utf-8")
     if json_output:
         data = report.to_json()
         if comparison is not None:
             data["comparison"] = comparison.to_json()
         out.print_json(data=data)
         return
-    what = f"agent {agent}" if agent else chosen_mode
-    table = Table(title=f"Retrieval ({what}) on {dataset.name}")
+    table = Table(title=f"Retrieval ({what_of(agent, chosen_mode)}) on {dataset.name}")
     for column in ("group", "n", "recall@1", "recall@3", "recall@5", "recall@10", "MRR@10"):
         table.add_column(column, justify="left" if column == "group" else "right")
     rows: list[tuple[str, dict[str, float]]] = [("all", {"n": len(report.results), **report.metrics()})]
@@ -118,6 +126,10 @@ def eval_retrieval(
                 highlight=False,
                 markup=False,
             )
+
+
+def what_of(agent: str | None, mode: str) -> str:
+    return f"agent {agent}" if agent else mode
 
 
 def _agent_retrieval(settings: Settings, store: Any, agent_id: str, mode: str) -> Any:
@@ -165,5 +177,176 @@ def _print_comparison(comparison: Comparison) -> None:
         out.print(
             f"  items in one report only: {len(comparison.only_before)} earlier, {len(comparison.only_after)} "
             "now (left out of the comparison)",
+            highlight=False,
+        )
+
+
+@eval_app.command("generation")
+def eval_generation(
+    dataset: Annotated[Path, typer.Option("--dataset", "-d", help="JSONL file of generation items.")],
+    agent: Annotated[
+        str | None,
+        typer.Option(
+            "--agent",
+            "-a",
+            help=f"Only the items of this agent ({AGENTS_HELP}); default: each item answered by its own agent.",
+            show_default=False,
+        ),
+    ] = None,
+    compare_with: Annotated[
+        Path | None,
+        typer.Option("--compare", help="An earlier --json report: items that got better or worse.", show_default=False),
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write a self-contained HTML report here.", show_default=False)
+    ] = None,
+    no_compile: Annotated[bool, typer.Option("--no-compile", help="Skip the Scarb compile check.")] = False,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Only the first N items (0: all).")] = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object (the report).")] = False,
+) -> None:
+    """Answer each item with its agent and score the answer: code block, no removed syntax, valid [n]
+    citations, expected API items / attributes / imports / Scarb keys, a Scarb build (skipped without scarb)
+    and, with evaluation.judge_model, an LLM judge. Needs a language model. Examples:
+
+      cairo-coder eval generation -d datasets/generation/v1.jsonl --json > before.json
+      cairo-coder eval generation -d datasets/generation/v1.jsonl --compare before.json --html report.html
+    """
+    from cairo_coder.datasets import DatasetError, GenerationItem, file_hash, load_items
+    from cairo_coder.generation_eval import compare_generation, evaluate_generation, load_report_json
+    from cairo_coder.reports import generation_html
+
+    settings = _settings()
+    if agent is not None and agent not in settings.agents:
+        _fail(f"unknown agent {agent!r}; known agents: {', '.join(sorted(settings.agents))}", 2)
+    try:
+        earlier = load_report_json(compare_with, "generation") if compare_with is not None else None
+        items = load_items(dataset, GenerationItem)
+    except DatasetError as exc:
+        _fail(str(exc), 2)
+    unknown = sorted({i.agent for i in items} - set(settings.agents))
+    if unknown:
+        _fail(f"{dataset}: items name unknown agents {unknown}; known: {', '.join(sorted(settings.agents))}", 2)
+    if agent is not None:
+        items = [i for i in items if i.agent == agent]
+    if limit:
+        items = items[:limit]
+    if not items:
+        _fail(f"{dataset}: no items for agent {agent!r}", 2)
+
+    async def run() -> Any:
+        from cairo_coder.judging import judge_from_settings
+
+        async with await _open_store(settings) as store:
+            answer_fn, models = _agent_answers(settings, store, {i.agent for i in items})
+            report = await evaluate_generation(
+                items,
+                answer_fn,
+                compile_settings=None if no_compile else _compile_settings(settings),
+                judge=judge_from_settings(settings),
+                concurrency=settings.evaluation.concurrency,
+                meta={
+                    "dataset": str(dataset),
+                    "dataset_sha256": file_hash(dataset),
+                    "agents": sorted({i.agent for i in items}),
+                    "models": models,
+                    "judge": settings.evaluation.judge_model or None,
+                },
+                progress=None if json_output else _progress(len(items)),
+            )
+            return report
+
+    report = _run(run)
+    data = report.to_json()
+    comparison = compare_generation(report, earlier).to_json() if earlier is not None else None
+    if comparison is not None:
+        data["comparison"] = comparison
+    if html is not None:
+        html.write_text(generation_html(data, comparison), encoding="utf-8")
+    if json_output:
+        out.print_json(data=data)
+        return
+    _print_generation(data, comparison)
+    if html is not None:
+        out.print(f"HTML report: {html}", highlight=False)
+
+
+def _compile_settings(settings: Settings) -> Any:
+    from cairo_coder.compile_check import CompileSettings
+
+    e = settings.evaluation
+    return CompileSettings(
+        scarb=e.scarb,
+        edition=e.cairo_edition,
+        starknet_version=e.starknet_version,
+        openzeppelin_version=e.openzeppelin_version,
+        snforge_version=e.snforge_version,
+        timeout=e.compile_timeout,
+    )
+
+
+def _agent_answers(settings: Settings, store: Any, agent_ids: set[str]) -> tuple[Any, dict[str, Any]]:
+    """An answer function over the agents' pipelines (each needs its model: checked first), and their models."""
+    from cairo_coder.agents import AgentFactory
+    from cairo_coder.generation_eval import Answered
+    from cairo_coder.llm import NOT_CONFIGURED_HINT
+    from cairo_coder.llm_errors import LLMNotConfiguredError
+    from cairo_coder.types import Message, Role
+
+    factory = AgentFactory(settings, store, store.embedder)
+    for agent_id in sorted(agent_ids):
+        if not factory.router.is_configured(factory.get_config(agent_id)):
+            raise LLMNotConfiguredError(
+                f"eval generation answers with agent {agent_id}, which needs a language model: {NOT_CONFIGURED_HINT}"
+            )
+    models = {a: factory.router.describe(factory.get_config(a)) for a in sorted(agent_ids)}
+
+    async def answer(item: Any) -> Answered:
+        pipeline = factory.create_agent_by_id(item.agent)
+        history = [Message(role=Role(t.role), content=t.content) for t in item.history]
+        result = await pipeline.run(item.query, history)
+        sources = [s.model_dump(mode="json") for s in result.sources]
+        return Answered(result.answer, sources, result.usage.total_tokens)
+
+    return answer, models
+
+
+def _progress(total: int) -> Any:
+    done = [0]
+
+    def step(result: Any) -> None:
+        done[0] += 1
+        mark = "error" if result.error else f"{result.score:.2f}"
+        out.print(f"[{done[0]}/{total}] {result.item.id} {mark}", highlight=False)
+
+    return step
+
+
+def _print_generation(data: dict[str, Any], comparison: dict[str, Any] | None) -> None:
+    summary = data["summary"]
+    out.print(
+        f"[bold]{summary['n']} items, score {summary['score']:.3f}[/] ({summary['errors']} pipeline errors)",
+        highlight=False,
+    )
+    checks = Table(title="Checks")
+    for column in ("check", "ran", "passed", "skipped", "mean"):
+        checks.add_column(column, justify="left" if column == "check" else "right")
+    for name, v in summary["checks"].items():
+        checks.add_row(name, str(v["ran"]), str(v["passed"]), str(v["skipped"]), f"{v['mean']:.3f}")
+    out.print(checks)
+    sources = Table(title="By source")
+    for column in ("source", "n", "score"):
+        sources.add_column(column, justify="left" if column == "source" else "right")
+    for name, v in summary["by_source"].items():
+        sources.add_row(name, str(v["n"]), f"{v['score']:.3f}")
+    out.print(sources)
+    failed = [i for i in data["items"] if i["score"] < 1.0]
+    for item in failed[:20]:
+        why = "; ".join(f"{c['name']}: {c['detail']}" for c in item["checks"] if c["status"] == "failed")
+        out.print(f"  {item['id']} {item['score']:.2f} {why}", highlight=False, markup=False, soft_wrap=True)
+    if comparison is not None:
+        out.print(
+            f"[bold]Against the earlier report[/]: {len(comparison['better'])} better, {len(comparison['worse'])} "
+            f"worse, {comparison['unchanged']} unchanged; score {comparison['score_before']:.3f} -> "
+            f"{comparison['score_after']:.3f} (sign test p = {comparison['sign_test_p']})",
             highlight=False,
         )

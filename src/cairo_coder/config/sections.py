@@ -227,3 +227,20 @@ class PipelineSettings(_Section):
     candidates_per_query: int = Field(default=10, ge=1, le=100)
     mcp_max_tokens: int = Field(default=8000, ge=100, le=200_000)
     optimized_dir: str = ""  # directory of DSPy-optimized programs (<program>.json); empty: none
+
+
+class EvaluationSettings(_Section):
+    """`eval generation` and `optimize`: the compile check's Scarb package and the optional LLM judge."""
+
+    # The scarb executable (a name looked up on PATH, or a path); absent: the compile check is skipped.
+    scarb: str = "scarb"
+    cairo_edition: str = "2024_07"
+    # Dependency versions of the compile check's package (added when the code imports them).
+    starknet_version: str = "2.12.2"
+    openzeppelin_version: str = "2.0.0"
+    snforge_version: str = "0.62.1"
+    compile_timeout: float = Field(default=180.0, gt=0, le=3600)
+    # A LiteLLM model that scores answers 0-1 against the item (empty: no judge score).
+    judge_model: str = ""
+    # Items evaluated at once (each one a full pipeline run).
+    concurrency: int = Field(default=4, ge=1, le=64)

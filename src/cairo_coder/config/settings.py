@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from cairo_coder.config.sections import (
     DatabaseSettings,
     EmbeddingSettings,
+    EvaluationSettings,
     IngestSettings,
     LLMSettings,
     LogSettings,
@@ -37,6 +38,7 @@ class Settings(BaseSettings):
     llm: LLMSettings = Field(default_factory=LLMSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     sources: dict[SourceKey, SourceConfig] = Field(default_factory=dict)
     agents: dict[str, AgentConfiguration] = Field(default_factory=dict)
 
