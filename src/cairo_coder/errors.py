@@ -10,7 +10,8 @@ configuration)::
     │   └── OptimizedProgramError        invalid_configuration     503  2   programs/loading.py
     ├── InvalidRequestError              invalid_request           400  2   (empty query, unknown source ...)
     │   ├── UnknownAgentError            unknown_agent             404  2   agents.py
-    │   └── DatasetError                 invalid_dataset           400  2   evaluation.py
+    │   ├── DatasetError                 invalid_dataset           400  2   datasets.py (names file and line)
+    │   └── OptimizeError                invalid_optimization      400  2   optimizing.py
     ├── LLMError                         llm_error                 503  1   llm_errors.py
     │   ├── LLMNotConfiguredError        llm_not_configured        503  1
     │   ├── LLMRateLimitError            llm_rate_limited          429  1

@@ -157,7 +157,7 @@ def retrieval_html(report: dict[str, Any], comparison: dict[str, Any] | None = N
         bar_chart(
             "MRR@10 per source",
             [(s, float(m["MRR@10"])) for s, m in report["by_source"].items()],
-            chart_id="mrr-by-source",
+            chart_id="mrr",
         ),
         bar_chart("Metrics, all items", [(n, float(metrics[n])) for n in names], chart_id="by-check"),
     ]

@@ -19,7 +19,7 @@ from playwright.async_api import async_playwright
 from tests.fake_openai import FakeOpenAI
 from tests.helpers import run_cli
 from tests.integration.mini_corpus import write_mini_corpus
-from tests.integration.test_browser_origin import CHROMIUM, FLAGS
+from tests.integration.test_browser_origin import FLAGS, ensure_chromium
 
 MIPRO_INSTRUCTION = "Answer with one storage example and cite [1] (instruction proposed by MIPROv2)."
 GEPA_INSTRUCTION = "Answer with one storage example and cite [1] (instruction proposed by GEPA)."
@@ -236,7 +236,7 @@ async def test_the_html_report_renders_with_its_charts(setup: dict[str, Any], tm
     )
     assert done.returncode == 0, done.stderr
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = await playwright.chromium.launch(executable_path=ensure_chromium(), args=FLAGS)
         page = await browser.new_page()
         requests: list[str] = []
         page.on("request", lambda request: requests.append(request.url))
@@ -385,3 +385,70 @@ def test_query_processor_and_pipeline_programs(setup: dict[str, Any], fake: Fake
     assert saved == ["generation.json", "query_processor.json"]
     for name in ("generation", "query_processor"):
         assert json.loads((pipeline_dir / f"{name}.json").read_text())["cairo_coder"]["program"] == name
+
+
+def test_an_interrupted_run_resumes_without_paying_twice(
+    setup: dict[str, Any], fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    out = tmp_path / "g.json"
+    args = [
+        "optimize",
+        "generation",
+        "--optimizer",
+        "bootstrap-rs",
+        "--candidates",
+        "1",
+        "--threads",
+        "1",
+        "--trainset",
+        str(setup["train"]),
+        "--valset",
+        str(setup["val"]),
+        "--out",
+        str(out),
+        "--no-compile",
+        "--yes",
+    ]
+    stopped = cli(setup["db"], *args, "--max-calls", "4", **setup["env"])
+    assert stopped.returncode == 1 and "spent" in stopped.stderr
+    assert len(fake.chat_requests()) == 4
+    fake.reset()
+    resumed = cli(setup["db"], *args, **setup["env"])
+    assert resumed.returncode == 0, resumed.stderr
+    paid = json.loads(out.read_text())["cairo_coder"]["lm_calls"]
+    assert paid == len(fake.chat_requests()) > 0, "the count is what reached the provider"
+    fake.reset()
+    again = cli(setup["db"], *args, **setup["env"])
+    assert again.returncode == 0, again.stderr
+    assert fake.chat_requests() == [], "every call of a finished run is cached"
+    assert json.loads(out.read_text())["cairo_coder"]["lm_calls"] == 0
+
+
+async def test_the_retrieval_report_renders_too(setup: dict[str, Any], tmp_path: Path) -> None:
+    dataset = tmp_path / "retrieval.jsonl"
+    dataset.write_text(
+        json.dumps(
+            {"id": "r1", "query": "storage mappings", "relevant": [{"source": "cairo_book", "path": "ch01-storage.md"}]}
+        )
+        + "\n"
+        + json.dumps(
+            {
+                "id": "r2",
+                "query": "manifest edition key",
+                "relevant": [{"source": "scarb_docs", "path": "reference/manifest.md"}],
+            }
+        )
+        + "\n"
+    )
+    html = tmp_path / "retrieval.html"
+    done = cli(setup["db"], "eval", "retrieval", "-d", str(dataset), "--html", str(html))
+    assert done.returncode == 0, done.stderr
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=ensure_chromium(), args=FLAGS)
+        page = await browser.new_page()
+        await page.goto(html.as_uri())
+        assert await page.title() == "cairo-coder retrieval evaluation"
+        for chart in ("by-source", "mrr", "by-check"):
+            assert await page.locator(f"#{chart} svg rect.bar").count() >= 1, chart
+        assert "storage mappings" in await page.content()
+        await browser.close()

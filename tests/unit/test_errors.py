@@ -45,8 +45,10 @@ def _defined_exceptions() -> list[type[BaseException]]:
     return found
 
 
-# Raised inside pydantic validators only (pydantic needs a ValueError); they reach users as a ConfigError.
-VALIDATOR_ERRORS = {"cairo_coder.config.settings.UnknownReference"}
+# Raised inside pydantic validators only (pydantic needs a ValueError); they reach users as a ConfigError. And
+# CallBudgetExceeded: a BaseException on purpose (like KeyboardInterrupt), so that DSPy's optimizers, which count
+# and skip ordinary exceptions, stop; `cairo-coder optimize` catches it and exits 1 with a message.
+VALIDATOR_ERRORS = {"cairo_coder.config.settings.UnknownReference", "cairo_coder.optimizing.CallBudgetExceeded"}
 
 
 def test_every_exception_class_of_cairo_coder_is_in_the_tree() -> None:
@@ -90,6 +92,8 @@ OTHER_RAISES = {
     ("server/process.py", "WebSocketDisconnect"): "control flow: the client left",
     ("server/middleware.py", "HTTPException"): "answered through server/errors.http_error (408, 413)",
     ("server/mcp_server.py", "ToolError"): "the MCP transport's own error envelope (tool_errors maps ours to it)",
+    ("datasets.py", "ValueError"): "inside a pydantic validator: becomes a DatasetError naming file and line",
+    ("optimizing.py", "CallBudgetExceeded"): "stops DSPy's optimizers; cli/optimizing.py turns it into exit 1",
 }
 
 

@@ -56,10 +56,18 @@ def read_metadata(path: Path) -> dict[str, Any] | None:
     return meta if isinstance(meta, dict) else None
 
 
-def check_fits(program: dspy.Module, name: str, path: Path, meta: dict[str, Any] | None) -> None:
-    """Refuse a file made for another program or signature (its metadata says which)."""
+def check_fits(
+    program: dspy.Module, name: str, path: Path, meta: dict[str, Any] | None, agent_id: str | None = None
+) -> None:
+    """Refuse a file made for another program, agent or signature (its metadata says which)."""
     if meta is None:
         return  # a plain DSPy state: DSPy itself checks the predictor names
+    made_for_agent = meta.get("agent")
+    if agent_id is not None and made_for_agent is not None and made_for_agent != agent_id:
+        raise OptimizedProgramError(
+            f"optimized program {path} was made for agent {made_for_agent!r}, not {agent_id!r}: put it under "
+            f"<optimized_dir>/{made_for_agent}/, or optimize it for {agent_id} (cairo-coder optimize --agent)"
+        )
     made_for = meta.get("program")
     if made_for != name:
         raise OptimizedProgramError(
@@ -80,7 +88,7 @@ def load_optimized(program: dspy.Module, directory: str | Path, name: str, agent
     path = optimized_path(directory, name, agent_id)
     if path is None:
         return None
-    check_fits(program, name, path, read_metadata(path))
+    check_fits(program, name, path, read_metadata(path), agent_id)
     try:
         program.load(str(path))
     except Exception as exc:  # DSPy raises KeyError/ValueError/JSONDecodeError for foreign or broken files

@@ -25,7 +25,7 @@ from cairo_coder.embeddings import Embedder, create_embedder
 from cairo_coder.llm import LLMRouter
 from cairo_coder.logs import setup_logging
 from cairo_coder.programs.suggestions import SuggestionsProgram
-from cairo_coder.server import chat, extras, info, process
+from cairo_coder.server import chat, extras, info, page, process
 from cairo_coder.server.context import RequestContext
 from cairo_coder.server.errors import APIError, http_error, install_error_handlers
 from cairo_coder.server.mcp_server import build_mcp_server
@@ -222,7 +222,7 @@ def create_app(
     app = FastAPI(title="cairo-coder", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.services = None
     install_error_handlers(app)
-    for module in (info, chat, process, extras):
+    for module in (info, chat, process, extras, page):
         app.include_router(module.router)
     endpoint: Any = _MCPEndpoint(app)
     for path in ("/mcp", "/mcp/"):

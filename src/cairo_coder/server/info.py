@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from cairo_coder import __version__, metrics
 from cairo_coder.server.deps import Svc
 from cairo_coder.server.errors import APIError, error_responses
+from cairo_coder.server.page import page_response, wants_page
 from cairo_coder.server.schemas import AgentCard, AgentList, Liveness, ModelCard, ModelList, Readiness
 
 router = APIRouter()
 
 
 @router.head("/", include_in_schema=False)
-@router.get("/", response_model=Liveness, tags=["health"], summary="Liveness (also /health)")
-async def root() -> Liveness:
+@router.get(
+    "/",
+    response_model=Liveness,
+    tags=["health"],
+    summary="Liveness (also /health); the chat page for browsers (Accept: text/html)",
+)
+async def root(request: Request) -> Any:
+    if wants_page(request):
+        return page_response()
     return Liveness(version=__version__)
 
 

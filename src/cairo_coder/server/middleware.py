@@ -157,6 +157,7 @@ class APIKeyAuth:
             not self.enabled
             or scope["type"] not in ("http", "websocket")
             or scope["path"] in PUBLIC_PATHS
+            or str(scope["path"]).startswith("/ui/")  # the chat page's assets (the page asks for a key itself)
             or self._valid(scope)
         ):
             await self.app(scope, receive, send)
