@@ -35,6 +35,11 @@ def run(args: list[str], env: dict[str, str]) -> tuple[float, subprocess.Complet
     return time.perf_counter() - started, done
 
 
+def last_line(stdout: str) -> str:
+    """The command's summary ("validation score A -> B (N LM calls); saved ..."), without DSPy's progress."""
+    return next((line for line in stdout.splitlines() if line.startswith("validation score")), stdout.strip()[-200:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", type=Path, default=REPO / "datasets" / "generation" / "v1.jsonl")
@@ -87,9 +92,8 @@ def main() -> None:
                     env,
                 )
                 assert done.returncode == 0, done.stderr[-2000:]
-                print(
-                    f"optimize generation --optimizer {optimizer}, 4+2 items: {seconds:.1f} s ({done.stdout.strip()})"
-                )
+                summary_line = last_line(done.stdout)
+                print(f"optimize generation --optimizer {optimizer}, 4+2 items: {seconds:.1f} s ({summary_line})")
 
 
 if __name__ == "__main__":
