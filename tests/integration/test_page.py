@@ -116,6 +116,18 @@ async def test_ask_and_watch_the_answer_stream_with_citations_and_sources(
     await expect(page.locator("article.message.user")).to_have_text(QUESTION)
     await expect(page.locator("article.message.assistant a.cite").first).to_have_attribute("href", sources[0]["url"])
 
+    # A new conversation with another agent: its own entry, and the agent's own prompts on the server.
+    await page.get_by_role("button", name="New conversation").click()
+    await expect(page.locator("#conversations li")).to_have_count(2)
+    await expect(page.locator("article.message")).to_have_count(0)
+    await page.get_by_label("Agent").select_option("scarb-assistant")
+    await ask(page, "What does the edition key of Scarb.toml do?")
+    await expect(page.locator("article.message.assistant .answer").last).to_contain_text("Declare them", timeout=20_000)
+    await expect(page.locator("#stop")).to_be_hidden(timeout=20_000)
+    saved = await page.evaluate("JSON.parse(localStorage.getItem('cairo-coder.conversations'))")
+    assert [c["agent"] for c in saved] == ["scarb-assistant", "cairo-coder"]
+    assert "Scarb Assistant" in json.dumps(fake.chat_requests()[-1]["body"]["messages"])
+
     # Dark theme and a narrow screen.
     dark, _ = await open_page(browser, server.url, dark=True)
     assert await dark.evaluate("getComputedStyle(document.body).backgroundColor") == "rgb(21, 24, 28)"
