@@ -17,7 +17,7 @@ from cairo_coder.errors import InvalidRequestError
 from cairo_coder.llm import LLMRouter
 from cairo_coder.pipeline import RagPipeline
 from cairo_coder.programs.generation import CairoGenerationSignature, GenerationProgram, ScarbGenerationSignature
-from cairo_coder.programs.loading import load_optimized
+from cairo_coder.programs.loading import load_optimized, program_names
 from cairo_coder.programs.query_processor import (
     CAIRO_DEMOS,
     SCARB_DEMOS,
@@ -79,12 +79,12 @@ def build_programs(
         max_search_queries=pipeline.max_search_queries,
         all_sources=list(settings.sources),
     )
-    prefix = "scarb_" if scarb else ""
+    names = program_names(agent.program)
     optimized: dict[str, Path] = {}
     for name, program in (
-        (f"{prefix}query_processor", query_processor),
-        (f"{prefix}generation", generation),
-        ("retrieval_judge", retriever.judge),
+        (names["query_processor"], query_processor),
+        (names["generation"], generation),
+        (names["retrieval_judge"], retriever.judge),
     ):
         path = load_optimized(program, pipeline.optimized_dir, name, agent.id)
         if path is not None:

@@ -130,8 +130,7 @@ async def compile_answer(answer: str, settings: CompileSettings) -> CompileResul
         (package / "src").mkdir()
         (package / "Scarb.toml").write_text(manifest(code, settings))
         (package / "src" / "lib.cairo").write_text(library_source(code))
-        version = await _run([scarb, "--version"], package, seconds=30)
-        scarb_version = version[1].splitlines()[0].strip() if version and version[1] else None
+        scarb_version = await _version(scarb, package)
         result = await _run([scarb, "build"], package, seconds=settings.timeout)
     if result is None:
         return CompileResult("failed", f"scarb build did not finish in {settings.timeout:.0f} s", [], scarb_version)
@@ -144,6 +143,16 @@ async def compile_answer(answer: str, settings: CompileSettings) -> CompileResul
     summary = "; ".join(f"line {d.line}: {d.message}" if d.line else d.message for d in errors[:5])
     detail = f"scarb build failed: {summary}" if summary else f"scarb build failed: {output.strip()[-300:]}"
     return CompileResult("failed", detail, diagnostics, scarb_version)
+
+
+_VERSIONS: dict[str, str | None] = {}  # scarb executable -> its `--version` line, asked once per process
+
+
+async def _version(scarb: str, cwd: Path) -> str | None:
+    if scarb not in _VERSIONS:
+        version = await _run([scarb, "--version"], cwd, seconds=30)
+        _VERSIONS[scarb] = version[1].splitlines()[0].strip() if version and version[1].strip() else None
+    return _VERSIONS[scarb]
 
 
 async def _run(command: list[str], cwd: Path, *, seconds: float) -> tuple[int, str] | None:

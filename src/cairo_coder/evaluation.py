@@ -234,13 +234,14 @@ def sign_test(wins: int, losses: int) -> float:
     return float(min(1.0, 2 * tail))
 
 
-def load_report(path: Path) -> dict[str, Any]:
+def load_report(path: Path, kind: str = "retrieval") -> dict[str, Any]:
+    """An earlier ``cairo-coder eval KIND --json`` report (retrieval reports carry no ``kind``)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise DatasetError(f"cannot read report {path}: {exc.strerror}") from exc
     except ValueError as exc:
         raise DatasetError(f"{path} is not JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise DatasetError(f"{path} is not a `cairo-coder eval retrieval --json` report")
+    if not isinstance(data, dict) or data.get("kind", "retrieval") != kind or "items" not in data:
+        raise DatasetError(f"{path} is not a `cairo-coder eval {kind} --json` report")
     return data

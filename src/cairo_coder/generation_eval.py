@@ -8,18 +8,16 @@ The answering is injected (``AnswerFn``): the CLI passes an agent's pipeline, th
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from cairo_coder.answer_checks import Check, answer_score, deterministic_checks, feedback
 from cairo_coder.compile_check import CompileSettings, compile_answer
-from cairo_coder.datasets import DatasetError, GenerationItem
+from cairo_coder.datasets import GenerationItem
 from cairo_coder.errors import as_error
 from cairo_coder.evaluation import sign_test
 
@@ -159,19 +157,6 @@ def compare_generation(report: GenerationReport, earlier: dict[str, Any]) -> Gen
     )
 
 
-def load_report_json(path: Path, kind: str) -> dict[str, Any]:
-    """An earlier ``--json`` report of ``kind`` ("generation" or "retrieval")."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise DatasetError(f"cannot read report {path}: {exc.strerror}") from exc
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path} is not JSON: {exc}") from exc
-    if not isinstance(data, dict) or data.get("kind", "retrieval") != kind or "items" not in data:
-        raise DatasetError(f"{path} is not a `cairo-coder eval {kind} --json` report")
-    return data
-
-
 async def evaluate_item(
     item: GenerationItem,
     answer_fn: AnswerFn,
@@ -242,5 +227,4 @@ __all__ = [
     "evaluate_generation",
     "evaluate_item",
     "feedback",
-    "load_report_json",
 ]

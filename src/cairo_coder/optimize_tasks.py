@@ -23,13 +23,13 @@ from cairo_coder.optimizing import (
     query_processing_metric,
 )
 from cairo_coder.programs.generation import format_context
+from cairo_coder.programs.loading import program_names
 from cairo_coder.programs.query_processor import raw_processed_query
 from cairo_coder.types import AgentConfiguration
 
 
 def part_names(agent: AgentConfiguration) -> dict[str, str]:
-    prefix = "scarb_" if agent.program == "scarb" else ""
-    return {"query_processor": f"{prefix}query_processor", "generation": f"{prefix}generation"}
+    return program_names(agent.program)
 
 
 def output_paths(program: str, agent: AgentConfiguration, optimized_dir: str, out: Path | None) -> dict[str, Path]:

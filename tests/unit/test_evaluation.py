@@ -103,6 +103,11 @@ def test_load_report_rejects_what_is_not_a_report(tmp_path: Path) -> None:
         compare(EvalReport([_result("a", 1)]), {"n": 3})
     with pytest.raises(DatasetError, match="cannot read report"):
         load_report(tmp_path / "missing.json")
+    generation = tmp_path / "generation.json"
+    generation.write_text('{"kind": "generation", "items": []}')
+    with pytest.raises(DatasetError, match="not a `cairo-coder eval retrieval --json` report"):
+        load_report(generation)
+    assert load_report(generation, "generation")["kind"] == "generation"
     good = tmp_path / "good.json"
     good.write_text(json.dumps({"items": [{"id": "a", "rank": 2}]}))
     assert compare(EvalReport([_result("a", 1)]), load_report(good)).wins[0].id == "a"

@@ -159,11 +159,10 @@ def agents(json_output: Annotated[bool, typer.Option("--json", help="Print JSON.
 
 def _optimized(directory: str, agent: Any) -> dict[str, dict[str, Any]]:
     """The agent's optimized programs found in ``directory``, with their recorded optimizer and scores."""
-    from cairo_coder.programs.loading import OptimizedProgramError, optimized_path, read_metadata
+    from cairo_coder.programs.loading import OptimizedProgramError, optimized_path, program_names, read_metadata
 
-    prefix = "scarb_" if agent.program == "scarb" else ""
     found: dict[str, dict[str, Any]] = {}
-    for name in (f"{prefix}query_processor", f"{prefix}generation", "retrieval_judge"):
+    for name in program_names(agent.program).values():
         path = optimized_path(directory, name, agent.id)
         if path is None:
             continue

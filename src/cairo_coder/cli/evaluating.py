@@ -212,14 +212,15 @@ def eval_generation(
       cairo-coder eval generation -d datasets/generation/v1.jsonl --compare before.json --html report.html
     """
     from cairo_coder.datasets import DatasetError, GenerationItem, file_hash, load_items
-    from cairo_coder.generation_eval import compare_generation, evaluate_generation, load_report_json
+    from cairo_coder.evaluation import load_report
+    from cairo_coder.generation_eval import compare_generation, evaluate_generation
     from cairo_coder.reports import generation_html
 
     settings = _settings()
     if agent is not None and agent not in settings.agents:
         _fail(f"unknown agent {agent!r}; known agents: {', '.join(sorted(settings.agents))}", 2)
     try:
-        earlier = load_report_json(compare_with, "generation") if compare_with is not None else None
+        earlier = load_report(compare_with, "generation") if compare_with is not None else None
         items = load_items(dataset, GenerationItem)
     except DatasetError as exc:
         _fail(str(exc), 2)

@@ -26,6 +26,17 @@ class OptimizedProgramError(ConfigError):
     """An optimized program file exists but cannot be loaded into the program (wrong program or corrupt)."""
 
 
+def program_names(program: str) -> dict[str, str]:
+    """The saved-file name of each program of an agent whose ``program`` is "cairo" or "scarb" (the Scarb
+    signatures are other programs: their files are prefixed)."""
+    prefix = "scarb_" if program == "scarb" else ""
+    return {
+        "query_processor": f"{prefix}query_processor",
+        "generation": f"{prefix}generation",
+        "retrieval_judge": "retrieval_judge",
+    }
+
+
 def optimized_path(directory: str | Path, name: str, agent_id: str | None = None) -> Path | None:
     """``<dir>/<agent_id>/<name>.json`` if present, else ``<dir>/<name>.json``, else None."""
     if not directory:

@@ -20,13 +20,14 @@ PUBLIC_PATHS = frozenset(
 ADMIN_PREFIX = "/v1/insights"
 
 
-async def send_error(send: Send, error: APIError) -> None:
+async def send_error(send: Send, error: APIError, prefix: str = "http") -> None:
+    """The error envelope as an ASGI answer; ``prefix`` "websocket.http" answers a refused WebSocket handshake."""
     observe.note_error(error.kind)
     body = json.dumps(error.payload()).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.encode(), v.encode()) for k, v in error.headers.items()]
-    await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": f"{prefix}.response.start", "status": error.status, "headers": headers})
+    await send({"type": f"{prefix}.response.body", "body": body})
 
 
 async def refuse(scope: Scope, send: Send, error: APIError) -> None:
@@ -39,12 +40,7 @@ async def refuse(scope: Scope, send: Send, error: APIError) -> None:
     if "websocket.http.response" not in scope.get("extensions", {}):
         await send({"type": "websocket.close", "code": 1008, "reason": error.message[:120]})
         return
-    observe.note_error(error.kind)
-    body = json.dumps(error.payload()).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.encode(), v.encode()) for k, v in error.headers.items()]
-    await send({"type": "websocket.http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "websocket.http.response.body", "body": body})
+    await send_error(send, error, prefix="websocket.http")
 
 
 class ErrorBoundary:

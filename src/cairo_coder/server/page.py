@@ -4,6 +4,7 @@ elsewhere: the Content-Security-Policy allows the server's own origin only."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from importlib import resources
 
@@ -33,8 +34,11 @@ SECURITY_HEADERS = {
 }
 
 
-def _read(name: str) -> bytes:
-    return resources.files("cairo_coder.web").joinpath(name).read_bytes()
+@functools.cache
+def _read(name: str) -> tuple[bytes, str]:
+    """A packaged page file and its ETag, read once per process (the package does not change under us)."""
+    body = resources.files("cairo_coder.web").joinpath(name).read_bytes()
+    return body, f'"{hashlib.sha256(body).hexdigest()[:16]}"'
 
 
 def wants_page(request: Request) -> bool:
@@ -43,7 +47,7 @@ def wants_page(request: Request) -> bool:
 
 
 def page_response() -> Response:
-    return Response(_read("index.html"), media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
+    return Response(_read("index.html")[0], media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
 
 
 @router.get("/ui/{name}")
@@ -51,8 +55,7 @@ async def asset(name: str, request: Request) -> Response:
     media_type = ASSETS.get(name)
     if media_type is None:
         raise APIError(404, f"no page asset {name!r}", code="not_found")
-    body = _read(name)
-    etag = f'"{hashlib.sha256(body).hexdigest()[:16]}"'
+    body, etag = _read(name)
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={**SECURITY_HEADERS, "etag": etag})
     return Response(body, media_type=media_type, headers={**SECURITY_HEADERS, "etag": etag})
