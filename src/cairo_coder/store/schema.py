@@ -182,9 +182,11 @@ async def ensure_pgvector(conn: Conn) -> None:
 
 async def migrate(conn: Conn) -> int:
     """Apply pending migrations; return the schema version. Safe to call concurrently."""
-    await ensure_pgvector(conn)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        # Under the lock: two replicas starting on one empty database would otherwise race in CREATE EXTENSION
+        # IF NOT EXISTS, and the loser fails with a unique violation (PostgreSQL does not serialize it).
+        await ensure_pgvector(conn)
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
                    version integer PRIMARY KEY,
