@@ -97,6 +97,7 @@ class FakeOpenAI:
         # Faults for streamed chat requests only (a test about a stream is then unaffected by any other call).
         self.stream_faults: deque[str] = deque()
         self.hang_seconds = 10.0
+        self.cut_pause = 0.3  # seconds between the last bytes of a ``cut`` stream and the dropped connection
         # Models that are "down": every chat request for one of them gets a 503 (a provider outage, for the
         # circuit breaker and fallback tests), until removed.
         self.down_models: set[str] = set()
@@ -294,6 +295,7 @@ class FakeOpenAI:
                     for event in events:
                         self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
                     self.wfile.flush()
+                    time.sleep(owner.cut_pause)
                     self.close_connection = True
                     owner.stream_outcomes.append("cut")
                     return
@@ -302,6 +304,10 @@ class FakeOpenAI:
                         data = f"data: {json.dumps(event)}\n\n".encode()
                         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                     self.wfile.flush()
+                    # The drop comes a moment after the last bytes, as it does from a provider: the client has
+                    # handled what arrived (so the answer is partly out) before it sees the connection go; an
+                    # instant drop races the client's own stream consumer and may look like a cut before any text.
+                    time.sleep(owner.cut_pause)
                     self.close_connection = True
                     owner.stream_outcomes.append("cut")
                     return
