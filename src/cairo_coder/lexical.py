@@ -121,6 +121,47 @@ def with_decoded_messages(query: str) -> str:
     return "\n".join([*messages, query]) if messages else query
 
 
+# A question that pastes code or tool output: its informative terms (the rarest ones, which BM25 weighs most) are
+# then the paste's own names (a project's test names, its variables, file paths) that no page shares, and they
+# crowd out the words of the question and of the error. Lexical search of such a query reads its prose lines and
+# its error lines only. Found on train misses (pasted test failures, compiler errors, shell sessions); long
+# pastes there went from MRR@10 0.577 to 0.702 (4 items better, none worse), dev 1 better and 1 worse.
+PASTE_MIN_CHARS = 250
+ERROR_LINE_RE = re.compile(
+    r"error|failed|fail\b|panic|overflow|not found|cannot|could not|unable|invalid|expected|mismatch|unknown"
+    r"|missing|denied|revert",
+    re.IGNORECASE,
+)
+LONG_HEX_RE = re.compile(r"0x[0-9a-fA-F]{6,}")
+CODE_LINE_STARTS = ("fn ", "let ", "use ", "#[", "//", "impl ", "struct ", "mod ")
+CODE_CHARS = frozenset("{}();=<>[]#&|\\/\"'@$`*")
+MAX_CODE_CHAR_SHARE = 0.06
+MAX_SALIENT_LINE = 300
+MIN_SALIENT_CHARS = 20
+
+
+def _is_prose(line: str) -> bool:
+    words = re.findall(r"[A-Za-z\u00c0-\u00ff]{2,}", line)
+    code_chars = sum(1 for c in line if c in CODE_CHARS)
+    return len(words) >= 3 and code_chars / len(line) < MAX_CODE_CHAR_SHARE and not line.startswith(CODE_LINE_STARTS)
+
+
+def salient_text(query: str) -> str:
+    """The prose and error lines of a long query that pastes code or output (hex numbers removed), or the query
+    itself when it is short or has no such lines."""
+    if len(query) <= PASTE_MIN_CHARS:
+        return query
+    kept: list[str] = []
+    for line in query.splitlines():
+        line = LONG_HEX_RE.sub(" ", line).strip()
+        if line and (ERROR_LINE_RE.search(line) or _is_prose(line)):
+            line = line[:MAX_SALIENT_LINE]
+            if line not in kept:
+                kept.append(line)
+    text = "\n".join(kept)
+    return text if len(text) >= MIN_SALIENT_CHARS else query
+
+
 def identifiers(query: str) -> list[str]:
     """Code-shaped identifiers in a query (paths, snake_case, CamelCase, felt252), lowercased, for symbol lookup."""
     found = [m.group(0).lower() for m in IDENTIFIER_RE.finditer(query)]

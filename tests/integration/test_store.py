@@ -309,6 +309,31 @@ async def test_embedder_mismatch_is_a_clear_error_and_reindex_fixes_it(
         assert (await lexical_writer.status())["embedder"] == {"id": "none", "dimensions": 0}
 
 
+async def test_auto_precision_keeps_a_float32_store_and_gives_a_new_or_reindexed_one_int8(
+    db_url: str, tmp_path: Path
+) -> None:
+    """int8 became the default: a store built with float32 vectors before that must keep working (its queries
+    embedded as its chunks were), and only a new or re-indexed store gets int8."""
+    settings = make_settings(db_url)
+    old = LocalEmbedder(EmbeddingSettings(precision="float32"))
+    store = await _ingested_store(db_url, tmp_path, old)
+    expected = [r.chunk_id for r in await store.search("storage variables", k=3, mode="dense")]
+    await store.close()
+    auto = LocalEmbedder(EmbeddingSettings())
+    assert auto.precision == "int8" and auto.id == old.id + ":int8-per-channel"
+    async with await DocumentStore.open(settings.database, auto, settings.search, for_writing=True) as store:
+        assert auto.precision == "float32" and (await store.status())["embedder"]["id"] == old.id
+        assert [r.chunk_id for r in await store.search("storage variables", k=3, mode="dense")] == expected
+        await store.reset()  # `ingest --reindex`
+        assert auto.precision == "int8" and (await store.status())["embedder"]["id"] == auto.id
+        await Ingester(settings, store).ingest_source(DocumentSource.CAIRO_BOOK, write_mini_corpus(tmp_path / "c2"))
+        assert (await store.search("storage variables", k=1, mode="dense"))[0].document.metadata.source == "cairo_book"
+    pinned = LocalEmbedder(EmbeddingSettings(precision="float32"))  # an explicit precision is never overridden
+    with pytest.raises(EmbedderMismatchError):
+        await DocumentStore.open(settings.database, pinned, settings.search)
+    assert pinned.precision == "float32"
+
+
 async def test_database_down_and_missing_database_are_precise_errors(db_url: str) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -410,6 +435,43 @@ async def test_hybrid_search_ranks_a_guide_above_the_equal_api_reference_page(db
             assert [r.document.metadata.path for r in hybrid] == [first, api if first == guide else guide], weight
             lexical_only = await store.search("ERC20 token balances", k=2, mode="lexical")
             assert lexical_only[0].document.metadata.path == api, "the weight is a hybrid-ranking preference only"
+
+
+async def test_a_pasted_query_is_ranked_by_its_question_and_error_not_by_the_pasted_names(db_url: str) -> None:
+    """The paste's own rare names (a project's function and variable names) match some page by chance; the
+    question's words and the error's must decide. Fails when bm25 ranks the whole text."""
+    settings = make_settings(db_url)
+    pages = {
+        "storage.md": "Writing to a storage map: call write on the map entry with the key and the value.",
+        "invoices.md": "An example contract: create_invoice records merchant_registry entries and invoice_nonce.",
+    }
+    async with await DocumentStore.open(settings.database, NoEmbedder(), settings.search, for_writing=True) as store:
+        await store.reset()
+        for path, text in pages.items():
+            terms = lexical.tokenize(text)
+            chunk = ChunkRecord(
+                chunk_number=0,
+                content=text,
+                content_hash=path,
+                title=path,
+                section=[],
+                url=f"https://example.org/{path}",
+                terms=Counter(terms),
+                terms_in_order=terms,
+                title_terms=set(),
+                token_count=len(terms),
+            )
+            await store.write_page("cairo_book", path, path, path, chunk.url, [chunk], None)
+        code = "    fn create_invoice(ref self: ContractState) {\n        let n = self.invoice_nonce.read();\n"
+        pasted = (
+            f"how do I write a value to a storage map?\n{code * 2}        self.merchant_registry.write(n);\n    }}\n"
+            "error: Method `write` could not be called on type `StorageMap`."
+        )
+        assert len(pasted) > lexical.PASTE_MIN_CHARS
+        found = await store.search(pasted, k=2, mode="lexical")
+        assert [r.document.metadata.path for r in found][:1] == ["storage.md"]
+        short = await store.search("create_invoice invoice_nonce write", k=1, mode="lexical")
+        assert short[0].document.metadata.path == "invoices.md", "a short query is ranked by all its words"
 
 
 @pytest.mark.parametrize("given", [None, "ACTIVE"])

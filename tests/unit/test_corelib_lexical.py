@@ -174,3 +174,27 @@ def test_hex_felts_that_encode_short_strings_are_decoded_first() -> None:
     assert lexical.short_strings("chain id 0x534e5f5345504f4c4941, hash 0x1234abcd") == ["SN_SEPOLIA"]
     assert lexical.with_decoded_messages("How do I emit an event?") == "How do I emit an event?"
     assert lexical.short_strings("0x0000000000000000000000000000000000000000004661696c6564") == ["Failed"]
+
+
+def test_a_long_paste_is_searched_by_its_prose_and_error_lines() -> None:
+    failure = (
+        "problem persist: [FAIL] starkpulse_integrationtest::test_user_management_contract::test_update_reputation\n"
+        "\nFailure data:\n    0x7536345f737562204f766572666c6f77 ('u64_sub Overflow')\n\n"
+        "note: run with `SNFORGE_BACKTRACE=1` environment variable to display a backtrace\n"
+    )
+    assert lexical.salient_text(failure).splitlines() == [
+        "problem persist: [FAIL] starkpulse_integrationtest::test_user_management_contract::test_update_reputation",
+        "('u64_sub Overflow')",  # the hex number is dropped, the message it encodes stays
+        "note: run with `SNFORGE_BACKTRACE=1` environment variable to display a backtrace",
+    ]
+    code = "fn create_invoice(ref self: ContractState, amount: u256) -> u128 {\n    let caller = get_caller();\n"
+    question = "why does the write to my storage map not compile? it says"
+    pasted = f"{question}\n\n{code * 3}error: Method `write` could not be called on type `StoragePath`.\n"
+    assert lexical.salient_text(pasted).splitlines() == [
+        question,
+        "error: Method `write` could not be called on type `StoragePath`.",
+    ]
+    short = "how do I fix: let x: u8 = 300; error: overflow"
+    assert lexical.salient_text(short) == short, "a short question is searched whole"
+    only_code = "fn main() {\n    let mut arr = ArrayTrait::new();\n    arr.append(1);\n}\n" * 5
+    assert lexical.salient_text(only_code) == only_code, "a paste with nothing else is searched as it is"

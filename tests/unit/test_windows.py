@@ -48,10 +48,48 @@ async def test_int8_precision_is_a_different_embedder_with_close_unit_vectors() 
     from cairo_coder.config import EmbeddingSettings
     from cairo_coder.embeddings import LocalEmbedder
 
-    full = LocalEmbedder(EmbeddingSettings())
+    full = LocalEmbedder(EmbeddingSettings(precision="float32"))
     quantized = LocalEmbedder(EmbeddingSettings(precision="int8"))
-    assert quantized.id == full.id + ":int8", "a store built with one is never searched with the other"
+    assert quantized.id == full.id + ":int8-per-channel", "a store built with one is never searched with the other"
     text = "How do I store a Map in a contract?"
     a, b = await full.embed_query(text), await quantized.embed_query(text)
     assert len(b) == 384 and math.isclose(sum(x * x for x in b), 1.0, rel_tol=1e-4)
-    assert 0.8 < sum(x * y for x, y in zip(a, b, strict=True)) < 0.9999
+    assert 0.9 < sum(x * y for x, y in zip(a, b, strict=True)) < 0.9999
+
+
+def test_int8_keeps_the_first_layer_whole_and_quantizes_the_others_per_channel() -> None:
+    import torch
+
+    from cairo_coder.config import EmbeddingSettings
+    from cairo_coder.embeddings import LocalEmbedder, int8_layers
+
+    model = LocalEmbedder(EmbeddingSettings(precision="float32"))._load()
+    chosen = int8_layers(model)
+    linear = [name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)]
+    # 6 layers x (query, key, value, attention out, FFN in, FFN out), and BERT's pooler (unused: mean pooling)
+    assert len(linear) == 37 and len(chosen) == 31
+    assert not any(".layer.0." in name for name in chosen) and all(".layer.0." in n for n in set(linear) - set(chosen))
+    quantized = dict(LocalEmbedder(EmbeddingSettings(precision="int8"))._load().named_modules())
+    assert type(quantized["0.model.encoder.layer.0.intermediate.dense"]) is torch.nn.Linear
+    deep = quantized["0.model.encoder.layer.5.intermediate.dense"]
+    assert type(deep) is not torch.nn.Linear and deep.weight().qscheme() == torch.per_channel_affine
+
+
+def test_auto_precision_follows_the_store_and_defaults_to_int8() -> None:
+    from cairo_coder.config import EmbeddingSettings
+    from cairo_coder.embeddings import LocalEmbedder
+
+    auto = LocalEmbedder(EmbeddingSettings())
+    float32_id = "local:all-MiniLM-L6-v2:128"
+    assert auto.precision == "int8" and auto.id == float32_id + ":int8-per-channel"
+    auto.adopt(float32_id)
+    assert auto.precision == "float32" and auto.id == float32_id
+    auto.adopt("local:all-MiniLM-L6-v2:128:int8")  # an earlier int8 scheme: a mismatch the store reports
+    assert auto.precision == "int8"
+    auto.adopt(float32_id)
+    auto.adopt(None)  # a new or re-indexed store
+    assert auto.precision == "int8"
+    for fixed in ("float32", "int8"):
+        pinned = LocalEmbedder(EmbeddingSettings(precision=fixed))  # type: ignore[arg-type]
+        pinned.adopt(float32_id if fixed == "int8" else pinned.id + ":int8-per-channel")
+        assert pinned.precision == fixed

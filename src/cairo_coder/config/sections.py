@@ -55,13 +55,15 @@ class EmbeddingSettings(_Section):
     batch_size: int = Field(default=64, ge=1, le=2048)
     max_tokens: int = Field(default=128, ge=8, le=8192)
     api_base: str = ""
-    # Local model weights: "float32" as shipped, or "int8" (PyTorch dynamic quantization of the linear layers,
-    # done at load, nothing downloaded): vectors at cosine ~0.93 of float32's. Measured on the shared corpus: full
-    # ingest 146 s (float32 365 s), hybrid search p50 19-22 ms end to end (29-33 ms); train recall@5 / MRR@10
-    # 0.719 / 0.554 (float32 0.730 / 0.530), dev 0.857 / 0.655 (0.886 / 0.669), per item +13/-7 on train and
-    # +7/-13 on dev against float32 (noise by a sign test, p = 0.26 each); API items in words in the top 3: 11/40
-    # (15/40).
-    precision: Literal["float32", "int8"] = "float32"
+    # Local model weights: "float32" as shipped, or "int8" (PyTorch dynamic quantization at load, per output
+    # channel, the first transformer layer left whole; nothing downloaded): vectors at cosine ~0.98 of float32's.
+    # "auto" (the default): int8 for a new store, and whichever of the two an existing store was built with (a
+    # store from before int8 became the default keeps working unchanged). Measured on the whole shared corpus
+    # (2 cores): full ingest 171 s (float32 365 s); hybrid search p50 end to end 27.8-27.9 ms (29.5-32.3 ms,
+    # interleaved runs); train recall@5 / MRR@10 0.708 / 0.530 (float32 0.730 / 0.529), dev 0.929 / 0.682
+    # (0.886 / 0.671), per item against float32 +5/-9 on train, +7/-5 on dev (sign test p 0.42, 0.77: noise);
+    # core library items asked in words, in the top 3: 15/40 (15/40).
+    precision: Literal["auto", "float32", "int8"] = "auto"
 
     @model_validator(mode="after")
     def _remote_defaults(self) -> EmbeddingSettings:

@@ -74,6 +74,10 @@ class DocumentStore:
             conn = await connect_with_retries(url, database.connect_timeout)
             try:
                 version = await schema.migrate(conn)
+                adopt = getattr(embedder, "adopt", None)
+                if adopt is not None:  # an embedder with a choice of precision takes the store's (see LocalEmbedder)
+                    found = await schema.bound_embedder(conn)
+                    adopt(found[0] if found else None)
                 await schema.bind_embedder(conn, embedder.id, embedder.dimensions, for_writing=for_writing)
                 bound = await schema.bound_embedder(conn)
             finally:
@@ -164,6 +168,9 @@ class DocumentStore:
             await schema.reset_embedder(conn)
         await self.pool.expire_connections()
         self.source_sizes.invalidate()
+        adopt = getattr(self.embedder, "adopt", None)
+        if adopt is not None:
+            adopt(None)  # a re-index is a new store: "auto" precision takes the default again
         await self.bind_for_writing()
 
     # ------------------------------------------------------------------------------------------ pages / writes

@@ -213,7 +213,7 @@ _WEIGHTED_TERMS = """
 
 async def weighted_terms(conn: Conn, query: str) -> list[tuple[str, float]]:
     """The query's indexed terms with their BM25 idf, most informative first (at most MAX_QUERY_TERMS)."""
-    terms = lexical.query_terms(query)
+    terms = lexical.query_terms(lexical.salient_text(query))
     if not terms:
         return []
     rows = await conn.fetch(f"WITH {_WEIGHTED_TERMS} SELECT term, idf FROM q ORDER BY idf DESC", terms, MAX_QUERY_TERMS)
@@ -257,8 +257,9 @@ async def bm25(
     conn: Conn, query: str, limit: int, sources: list[str] | None, pages: Pages | None = None
 ) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
     """BM25 over the inverted index and the symbol lookup, in one statement: term weights, postings, sums, the
-    rows' pages, and the chunks that define an identifier the query names. Returns (ranking, symbol hits)."""
-    terms = lexical.query_terms(query)
+    rows' pages, and the chunks that define an identifier the query names. Returns (ranking, symbol hits).
+    A long pasted query is ranked by its prose and error lines (lexical.salient_text)."""
+    terms = lexical.query_terms(lexical.salient_text(query))
     if not terms:
         return [], []
     # Two statements rather than one with "$3 IS NULL OR ...", so that each gets the plan of its index.
@@ -282,7 +283,7 @@ async def bm25(
         sources,
         limit,
         POSTINGS_PER_TERM,
-        symbol_names(query, terms),
+        symbol_names(query, lexical.query_terms(query)),
     )
     ranked = hits([r for r in rows if not r["symbol"]], pages)
     return ranked, _symbol_hits([r for r in rows if r["symbol"]])
