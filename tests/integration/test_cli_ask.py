@@ -31,20 +31,20 @@ def kb(db_url: str, tmp_path: Path) -> str:
 
 def test_ask_streams_the_answer_then_lists_sources_and_json_has_usage(kb: str, fake: FakeOpenAI) -> None:
     env = {"CAIRO_CODER_MODEL": "openai/fake", "OPENAI_BASE_URL": fake.base_url}
-    shown = cli(kb, "ask", "How do storage mappings work?", **env)
+    shown = cli(kb, "ask", "How do storage mappings and arrays work?", **env)
     assert shown.returncode == 0, shown.stderr
-    assert shown.stdout.startswith("ANSWER<How do storage mappings work?>")
+    assert shown.stdout.startswith("ANSWER<How do storage mappings and arrays work?>")
     assert "Sources" in shown.stdout and "[1] Contract Storage (cairo_book)\n" in shown.stdout
     assert "https://book.cairo-lang.org/" in shown.stdout
     assert "(not cited)" in shown.stdout, "the answer cites [1] only: the other sources say so"
     assert "Retrieving documentation" in shown.stderr and "note:" not in shown.stderr
     fake.fields["answer"] = "Storage mappings [2] and more [99]."
-    cited = cli(kb, "ask", "How do storage mappings work?", **env)
+    cited = cli(kb, "ask", "How do storage mappings and arrays work?", **env)
     assert "[1] Contract Storage (cairo_book) (not cited)" in cited.stdout
     assert "note: the answer cites [99], which is not among the" in cited.stderr
     del fake.fields["answer"]
 
-    data = json.loads(cli(kb, "ask", "How do storage mappings work?", "--json", **env).stdout)
+    data = json.loads(cli(kb, "ask", "How do storage mappings and arrays work?", "--json", **env).stdout)
     assert set(data) == {"answer", "finish_reason", "sources", "usage"} and data["finish_reason"] == "stop"
     assert data["answer"].startswith("ANSWER<")
     assert set(data["sources"][0]) == {"title", "url", "source", "path"}

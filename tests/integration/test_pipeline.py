@@ -329,7 +329,12 @@ async def test_all_search_queries_are_embedded_in_one_call_and_results_are_deter
         queries = [QUESTION, "storage variables", "Map read write", "arrays append", "storage Map"]
         assert first.processed_query is not None
         sources = list(first.processed_query.resources)  # the sources query processing chose
-        rankings = [await store.search(q, k=settings.pipeline.candidates_per_query, sources=sources) for q in queries]
+        # Embedded in one batch, as the retriever does: an int8 model's vectors depend a little on their batch.
+        vectors = await local_embedder.embed(queries)
+        rankings = [
+            await store.search(q, k=settings.pipeline.candidates_per_query, sources=sources, query_vector=v)
+            for q, v in zip(queries, vectors, strict=True)
+        ]
         fused = reciprocal_rank_fusion(
             [([(r.chunk_id, r.score) for r in ranking], 2.0 if i == 0 else 1.0) for i, ranking in enumerate(rankings)],
             60,
