@@ -138,10 +138,11 @@ CODE_CHARS = frozenset("{}();=<>[]#&|\\/\"'@$`*")
 MAX_CODE_CHAR_SHARE = 0.06
 MAX_SALIENT_LINE = 300
 MIN_SALIENT_CHARS = 20
+PROSE_WORD_RE = re.compile(r"[A-Za-z\u00c0-\u00ff]{2,}")
 
 
 def _is_prose(line: str) -> bool:
-    words = re.findall(r"[A-Za-z\u00c0-\u00ff]{2,}", line)
+    words = PROSE_WORD_RE.findall(line)
     code_chars = sum(1 for c in line if c in CODE_CHARS)
     return len(words) >= 3 and code_chars / len(line) < MAX_CODE_CHAR_SHARE and not line.startswith(CODE_LINE_STARTS)
 

@@ -28,14 +28,10 @@ from cairo_coder.programs.query_processor import raw_processed_query
 from cairo_coder.types import AgentConfiguration
 
 
-def part_names(agent: AgentConfiguration) -> dict[str, str]:
-    return program_names(agent.program)
-
-
 def output_paths(program: str, agent: AgentConfiguration, optimized_dir: str, out: Path | None) -> dict[str, Path]:
     """Saved program name -> file. A program goes to ``out`` (a file); the pipeline's two to ``out`` (a
     directory); without ``out``, to ``<pipeline.optimized_dir>/<agent>/<name>.json``."""
-    names = part_names(agent)
+    names = program_names(agent.program)
     wanted = [names["query_processor"], names["generation"]] if program == "pipeline" else [names[program]]
     if out is not None:
         if program == "pipeline":
@@ -69,7 +65,7 @@ def build_task(
     allowed = list(agent.sources)
     search = agent.search_config(settings.search.mode)
     limit = settings.pipeline.max_history
-    names = part_names(agent)
+    names = program_names(agent.program)
 
     def retrieve(processed: Any) -> list[Any]:
         return list(bridge.run(parts.retriever.acall(processed=processed, config=search)).documents)

@@ -34,6 +34,12 @@ def cli(db_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]
     )
 
 
+def optimize_args(program: str, train: Path, val: Path, out: Path, *options: str) -> list[str]:
+    """`cairo-coder optimize` arguments (no compile check: the fake's answers are not meant to build)."""
+    files = ["--trainset", str(train), "--valset", str(val), "--out", str(out)]
+    return ["optimize", program, *files, "--no-compile", *options]
+
+
 def generation_item(number: int, query: str, **extra: Any) -> dict[str, Any]:
     # The fake model's answer quotes the question, cites [1] and has ```cairo fn main() {}```: these items pass.
     return {
@@ -105,27 +111,9 @@ def test_optimize_save_load_evaluate(setup: dict[str, Any], fake: FakeOpenAI, op
     train = [json.loads(line)["query"] for line in setup["train"].read_text().splitlines()]
     fake.fields["answer"] = answer_rule(optimizer, train)
     out = setup["dir"] / "cairo-coder" / "generation.json"
+    options = ["--optimizer", optimizer, "--candidates", "2", "--max-metric-calls", "16", "--max-calls", "400"]
     done = cli(
-        setup["db"],
-        "optimize",
-        "generation",
-        "--optimizer",
-        optimizer,
-        "--trainset",
-        str(setup["train"]),
-        "--valset",
-        str(setup["val"]),
-        "--out",
-        str(out),
-        "--candidates",
-        "2",
-        "--max-metric-calls",
-        "16",
-        "--max-calls",
-        "400",
-        "--no-compile",
-        "--yes",
-        **setup["env"],
+        setup["db"], *optimize_args("generation", setup["train"], setup["val"], out, *options, "--yes"), **setup["env"]
     )
     assert done.returncode == 0, done.stderr + done.stdout
     assert "about" in done.stderr and "LM calls" in done.stderr, "the estimate is shown before starting"
@@ -256,24 +244,8 @@ def test_a_program_saved_for_another_program_or_signature_is_refused(
     setup: dict[str, Any], fake: FakeOpenAI, tmp_path: Path
 ) -> None:
     out = setup["dir"] / "cairo-coder" / "generation.json"
-    done = cli(
-        setup["db"],
-        "optimize",
-        "generation",
-        "--optimizer",
-        "bootstrap-rs",
-        "--trainset",
-        str(setup["train"]),
-        "--valset",
-        str(setup["val"]),
-        "--out",
-        str(out),
-        "--candidates",
-        "1",
-        "--no-compile",
-        "--yes",
-        **setup["env"],
-    )
+    options = ["--optimizer", "bootstrap-rs", "--candidates", "1", "--yes"]
+    done = cli(setup["db"], *optimize_args("generation", setup["train"], setup["val"], out, *options), **setup["env"])
     assert done.returncode == 0, done.stderr
     misplaced = setup["dir"] / "cairo-coder" / "query_processor.json"
     misplaced.write_text(out.read_text())
@@ -290,17 +262,7 @@ def test_a_program_saved_for_another_program_or_signature_is_refused(
 
 
 def test_budget_and_confirmation(setup: dict[str, Any], fake: FakeOpenAI, tmp_path: Path) -> None:
-    args = [
-        "optimize",
-        "generation",
-        "--trainset",
-        str(setup["train"]),
-        "--valset",
-        str(setup["val"]),
-        "--out",
-        str(tmp_path / "g.json"),
-        "--no-compile",
-    ]
+    args = optimize_args("generation", setup["train"], setup["val"], tmp_path / "g.json")
     stopped = cli(setup["db"], *args, "--max-calls", "3", "--yes", **setup["env"])
     assert stopped.returncode == 1 and "budget of 3 LM calls (--max-calls) is spent" in stopped.stderr
     assert "re-run with a higher --max-calls" in stopped.stderr and not (tmp_path / "g.json").exists()
@@ -331,54 +293,20 @@ def test_query_processor_and_pipeline_programs(setup: dict[str, Any], fake: Fake
         )
         + "\n"
     )
-    common = ["--optimizer", "bootstrap-rs", "--candidates", "1", "--no-compile", "--yes"]
+    common = ["--optimizer", "bootstrap-rs", "--candidates", "1", "--yes"]
     out = tmp_path / "qp.json"
-    done = cli(
-        setup["db"],
-        "optimize",
-        "query_processor",
-        "--trainset",
-        str(qp),
-        "--valset",
-        str(qp),
-        "--out",
-        str(out),
-        *common,
-        **setup["env"],
-    )
+    done = cli(setup["db"], *optimize_args("query_processor", qp, qp, out, *common), **setup["env"])
     assert done.returncode == 0, done.stderr
     meta = json.loads(out.read_text())["cairo_coder"]
     assert meta["program"] == "query_processor" and list(meta["signature"]) == ["predict"]
     assert meta["scores"]["before"] > 0.5, "the fake's queries (the question itself) find the page: sources and rank"
     # A generation dataset is not a query-processing one: a clear error names the file and line.
-    wrong = cli(
-        setup["db"],
-        "optimize",
-        "query_processor",
-        "--trainset",
-        str(setup["train"]),
-        "--valset",
-        str(qp),
-        "--out",
-        str(out),
-        *common,
-        **setup["env"],
-    )
+    wrong = cli(setup["db"], *optimize_args("query_processor", setup["train"], qp, out, *common), **setup["env"])
     assert wrong.returncode == 2 and f"{setup['train']}:1:" in wrong.stderr
 
     pipeline_dir = tmp_path / "pipeline"
     done = cli(
-        setup["db"],
-        "optimize",
-        "pipeline",
-        "--trainset",
-        str(setup["train"]),
-        "--valset",
-        str(setup["val"]),
-        "--out",
-        str(pipeline_dir),
-        *common,
-        **setup["env"],
+        setup["db"], *optimize_args("pipeline", setup["train"], setup["val"], pipeline_dir, *common), **setup["env"]
     )
     assert done.returncode == 0, done.stderr
     saved = sorted(p.name for p in pipeline_dir.glob("*.json"))
@@ -391,24 +319,8 @@ def test_an_interrupted_run_resumes_without_paying_twice(
     setup: dict[str, Any], fake: FakeOpenAI, tmp_path: Path
 ) -> None:
     out = tmp_path / "g.json"
-    args = [
-        "optimize",
-        "generation",
-        "--optimizer",
-        "bootstrap-rs",
-        "--candidates",
-        "1",
-        "--threads",
-        "1",
-        "--trainset",
-        str(setup["train"]),
-        "--valset",
-        str(setup["val"]),
-        "--out",
-        str(out),
-        "--no-compile",
-        "--yes",
-    ]
+    options = ["--optimizer", "bootstrap-rs", "--candidates", "1", "--threads", "1", "--yes"]
+    args = optimize_args("generation", setup["train"], setup["val"], out, *options)
     stopped = cli(setup["db"], *args, "--max-calls", "4", **setup["env"])
     assert stopped.returncode == 1 and "spent" in stopped.stderr
     assert len(fake.chat_requests()) == 4

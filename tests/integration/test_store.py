@@ -367,22 +367,26 @@ async def test_transient_errors_are_retried_then_reported() -> None:
         await with_retries(always_down, deadline=0.2, base_delay=0.01)
 
 
-def _symbol_chunk(number: int, symbols: list[str]) -> ChunkRecord:
-    text = f"Item number {number}."
+def _chunk(text: str, key: str, title: str, symbols: list[str] | None = None) -> ChunkRecord:
+    """One chunk of ``text`` (hash and URL from ``key``), its terms counted as ingestion counts them."""
     terms = lexical.tokenize(text)
     return ChunkRecord(
         chunk_number=0,
         content=text,
-        content_hash=f"h{number}",
-        title=f"item {number}",
+        content_hash=key,
+        title=title,
         section=[],
-        url=f"https://example.org/{number}",
+        url=f"https://example.org/{key}",
         terms=Counter(terms),
         terms_in_order=terms,
         title_terms=set(),
         token_count=len(terms),
-        symbols=symbols,
+        symbols=symbols or [],
     )
+
+
+def _symbol_chunk(number: int, symbols: list[str]) -> ChunkRecord:
+    return _chunk(f"Item number {number}.", str(number), f"item {number}", symbols)
 
 
 async def test_symbol_lookup_ranks_a_unique_name_and_ignores_a_shared_one(db_url: str) -> None:
@@ -416,20 +420,7 @@ async def test_hybrid_search_ranks_a_guide_above_the_equal_api_reference_page(db
         ) as store:
             await store.reset()
             for path in (api, guide):  # same text; the reference page is written first (the lower id wins ties)
-                text = "An ERC20 token contract keeps balances and allowances."
-                terms = lexical.tokenize(text)
-                chunk = ChunkRecord(
-                    chunk_number=0,
-                    content=text,
-                    content_hash=path,
-                    title="ERC20",
-                    section=[],
-                    url=f"https://example.org/{path}",
-                    terms=Counter(terms),
-                    terms_in_order=terms,
-                    title_terms=set(),
-                    token_count=len(terms),
-                )
+                chunk = _chunk("An ERC20 token contract keeps balances and allowances.", path, "ERC20")
                 await store.write_page("openzeppelin_docs", path, path, "ERC20", chunk.url, [chunk], None)
             hybrid = await store.search("ERC20 token balances", k=2)
             assert [r.document.metadata.path for r in hybrid] == [first, api if first == guide else guide], weight
@@ -448,19 +439,7 @@ async def test_a_pasted_query_is_ranked_by_its_question_and_error_not_by_the_pas
     async with await DocumentStore.open(settings.database, NoEmbedder(), settings.search, for_writing=True) as store:
         await store.reset()
         for path, text in pages.items():
-            terms = lexical.tokenize(text)
-            chunk = ChunkRecord(
-                chunk_number=0,
-                content=text,
-                content_hash=path,
-                title=path,
-                section=[],
-                url=f"https://example.org/{path}",
-                terms=Counter(terms),
-                terms_in_order=terms,
-                title_terms=set(),
-                token_count=len(terms),
-            )
+            chunk = _chunk(text, path, path)
             await store.write_page("cairo_book", path, path, path, chunk.url, [chunk], None)
         code = "    fn create_invoice(ref self: ContractState) {\n        let n = self.invoice_nonce.read();\n"
         pasted = (

@@ -74,10 +74,8 @@ class DocumentStore:
             conn = await connect_with_retries(url, database.connect_timeout)
             try:
                 version = await schema.migrate(conn)
-                adopt = getattr(embedder, "adopt", None)
-                if adopt is not None:  # an embedder with a choice of precision takes the store's (see LocalEmbedder)
-                    found = await schema.bound_embedder(conn)
-                    adopt(found[0] if found else None)
+                found = await schema.bound_embedder(conn)
+                _adopt(embedder, found[0] if found else None)
                 await schema.bind_embedder(conn, embedder.id, embedder.dimensions, for_writing=for_writing)
                 bound = await schema.bound_embedder(conn)
             finally:
@@ -168,9 +166,7 @@ class DocumentStore:
             await schema.reset_embedder(conn)
         await self.pool.expire_connections()
         self.source_sizes.invalidate()
-        adopt = getattr(self.embedder, "adopt", None)
-        if adopt is not None:
-            adopt(None)  # a re-index is a new store: "auto" precision takes the default again
+        _adopt(self.embedder, None)  # a re-index is a new store: "auto" precision takes the default again
         await self.bind_for_writing()
 
     # ------------------------------------------------------------------------------------------ pages / writes
@@ -353,3 +349,11 @@ def _as_list(vector: Any) -> list[float]:
     if hasattr(vector, "to_list"):
         return [float(x) for x in vector.to_list()]
     return [float(x) for x in vector]
+
+
+def _adopt(embedder: Embedder, store_embedder: str | None) -> None:
+    """Let an embedder with a choice (LocalEmbedder's "auto" precision) take the one the store was built with,
+    before the store checks the binding; ``None``: a new or emptied store."""
+    adopt = getattr(embedder, "adopt", None)
+    if adopt is not None:
+        adopt(store_embedder)

@@ -211,9 +211,18 @@ _WEIGHTED_TERMS = """
           ORDER BY idf DESC, t.term LIMIT $2)"""
 
 
+def ranked_terms(query: str, all_terms: list[str] | None = None) -> list[str]:
+    """The terms lexical ranking uses: a long pasted query's prose and error lines (lexical.salient_text), any
+    other query whole (``all_terms``, its terms when the caller has them already: tokenized once)."""
+    salient = lexical.salient_text(query)
+    if salient is query:
+        return all_terms if all_terms is not None else lexical.query_terms(query)
+    return lexical.query_terms(salient)
+
+
 async def weighted_terms(conn: Conn, query: str) -> list[tuple[str, float]]:
     """The query's indexed terms with their BM25 idf, most informative first (at most MAX_QUERY_TERMS)."""
-    terms = lexical.query_terms(lexical.salient_text(query))
+    terms = ranked_terms(query)
     if not terms:
         return []
     rows = await conn.fetch(f"WITH {_WEIGHTED_TERMS} SELECT term, idf FROM q ORDER BY idf DESC", terms, MAX_QUERY_TERMS)
@@ -259,7 +268,8 @@ async def bm25(
     """BM25 over the inverted index and the symbol lookup, in one statement: term weights, postings, sums, the
     rows' pages, and the chunks that define an identifier the query names. Returns (ranking, symbol hits).
     A long pasted query is ranked by its prose and error lines (lexical.salient_text)."""
-    terms = lexical.query_terms(lexical.salient_text(query))
+    all_terms = lexical.query_terms(query)
+    terms = ranked_terms(query, all_terms)
     if not terms:
         return [], []
     # Two statements rather than one with "$3 IS NULL OR ...", so that each gets the plan of its index.
@@ -283,7 +293,7 @@ async def bm25(
         sources,
         limit,
         POSTINGS_PER_TERM,
-        symbol_names(query, lexical.query_terms(query)),
+        symbol_names(query, all_terms),
     )
     ranked = hits([r for r in rows if not r["symbol"]], pages)
     return ranked, _symbol_hits([r for r in rows if r["symbol"]])
