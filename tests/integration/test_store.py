@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cairo_coder import lexical
-from cairo_coder.config import DatabaseSettings, EmbeddingSettings
+from cairo_coder.config import BASE_LOCAL_MODEL, DatabaseSettings, EmbeddingSettings
 from cairo_coder.embeddings import LocalEmbedder, NoEmbedder
 from cairo_coder.ingest.loader import Ingester
 from cairo_coder.store import (
@@ -297,7 +297,7 @@ async def test_embedder_mismatch_is_a_clear_error_and_reindex_fixes_it(
     other = LocalEmbedder(EmbeddingSettings(max_tokens=256))  # a different embedder id
     with pytest.raises(EmbedderMismatchError) as info:
         await DocumentStore.open(settings.database, other, settings.search, for_writing=True)
-    assert "local:all-MiniLM-L6-v2:128" in str(info.value) and "cairo-coder ingest --reindex" in str(info.value)
+    assert local_embedder.id in str(info.value) and "cairo-coder ingest --reindex" in str(info.value)
     with pytest.raises(EmbedderMismatchError):
         await DocumentStore.open(settings.database, other, settings.search)  # dense reader
     async with await DocumentStore.open(settings.database, NoEmbedder(), settings.search) as lexical_reader:
@@ -309,29 +309,35 @@ async def test_embedder_mismatch_is_a_clear_error_and_reindex_fixes_it(
         assert (await lexical_writer.status())["embedder"] == {"id": "none", "dimensions": 0}
 
 
-async def test_auto_precision_keeps_a_float32_store_and_gives_a_new_or_reindexed_one_int8(
+async def test_a_store_built_with_the_base_float32_model_keeps_it_and_a_reindex_moves_to_the_defaults(
     db_url: str, tmp_path: Path
 ) -> None:
-    """int8 became the default: a store built with float32 vectors before that must keep working (its queries
-    embedded as its chunks were), and only a new or re-indexed store gets int8."""
+    """int8, then the fine-tuned model, became the defaults: a store built with the base model's float32 vectors
+    before that must keep working (its queries embedded as its chunks were), and only a new or re-indexed store
+    gets the defaults."""
     settings = make_settings(db_url)
-    old = LocalEmbedder(EmbeddingSettings(precision="float32"))
+    old = LocalEmbedder(EmbeddingSettings(model=BASE_LOCAL_MODEL, precision="float32"))
     store = await _ingested_store(db_url, tmp_path, old)
     expected = [r.chunk_id for r in await store.search("storage variables", k=3, mode="dense")]
     await store.close()
     auto = LocalEmbedder(EmbeddingSettings())
-    assert auto.precision == "int8" and auto.id == old.id + ":int8-per-channel"
+    assert auto.id == "local:cairo-minilm-l6-v1:128:int8-per-channel" != old.id
     async with await DocumentStore.open(settings.database, auto, settings.search, for_writing=True) as store:
-        assert auto.precision == "float32" and (await store.status())["embedder"]["id"] == old.id
+        assert (auto.model, auto.precision) == (BASE_LOCAL_MODEL, "float32")
+        assert (await store.status())["embedder"]["id"] == old.id
         assert [r.chunk_id for r in await store.search("storage variables", k=3, mode="dense")] == expected
         await store.reset()  # `ingest --reindex`
-        assert auto.precision == "int8" and (await store.status())["embedder"]["id"] == auto.id
+        assert auto.id == "local:cairo-minilm-l6-v1:128:int8-per-channel" == (await store.status())["embedder"]["id"]
         await Ingester(settings, store).ingest_source(DocumentSource.CAIRO_BOOK, write_mini_corpus(tmp_path / "c2"))
         assert (await store.search("storage variables", k=1, mode="dense"))[0].document.metadata.source == "cairo_book"
     pinned = LocalEmbedder(EmbeddingSettings(precision="float32"))  # an explicit precision is never overridden
     with pytest.raises(EmbedderMismatchError):
         await DocumentStore.open(settings.database, pinned, settings.search)
     assert pinned.precision == "float32"
+    named = LocalEmbedder(EmbeddingSettings(model=BASE_LOCAL_MODEL))  # nor is a model the configuration names
+    with pytest.raises(EmbedderMismatchError):
+        await DocumentStore.open(settings.database, named, settings.search)
+    assert named.model == BASE_LOCAL_MODEL
 
 
 async def test_database_down_and_missing_database_are_precise_errors(db_url: str) -> None:

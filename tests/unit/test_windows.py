@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from cairo_coder.embeddings import MAX_WINDOWS, WINDOW_CONTEXT_TOKENS, NoEmbedder, chunk_windows, split_windows
 
 
@@ -61,7 +63,8 @@ def test_int8_keeps_the_first_layer_whole_and_quantizes_the_others_per_channel()
     import torch
 
     from cairo_coder.config import EmbeddingSettings
-    from cairo_coder.embeddings import LocalEmbedder, int8_layers
+    from cairo_coder.embeddings import LocalEmbedder
+    from cairo_coder.local_model import int8_layers
 
     model = LocalEmbedder(EmbeddingSettings(precision="float32"))._load()
     chosen = int8_layers(model)
@@ -75,21 +78,64 @@ def test_int8_keeps_the_first_layer_whole_and_quantizes_the_others_per_channel()
     assert type(deep) is not torch.nn.Linear and deep.weight().qscheme() == torch.per_channel_affine
 
 
-def test_auto_precision_follows_the_store_and_defaults_to_int8() -> None:
-    from cairo_coder.config import EmbeddingSettings
+def test_auto_precision_and_model_follow_the_store_and_default_to_the_shipped_int8() -> None:
+    from cairo_coder.config import BASE_LOCAL_MODEL, EmbeddingSettings
     from cairo_coder.embeddings import LocalEmbedder
 
     auto = LocalEmbedder(EmbeddingSettings())
-    float32_id = "local:all-MiniLM-L6-v2:128"
-    assert auto.precision == "int8" and auto.id == float32_id + ":int8-per-channel"
-    auto.adopt(float32_id)
-    assert auto.precision == "float32" and auto.id == float32_id
-    auto.adopt("local:all-MiniLM-L6-v2:128:int8")  # an earlier int8 scheme: a mismatch the store reports
-    assert auto.precision == "int8"
-    auto.adopt(float32_id)
+    default = "local:cairo-minilm-l6-v1:128:int8-per-channel"
+    base_float32 = "local:all-MiniLM-L6-v2:128"  # what stores were built with before int8, then before fine-tuning
+    assert (auto.model, auto.precision, auto.id) == ("cairo-minilm-l6-v1", "int8", default)
+    auto.adopt(base_float32)
+    assert (auto.model, auto.precision, auto.id) == (BASE_LOCAL_MODEL, "float32", base_float32)
+    auto.adopt(base_float32 + ":int8-per-channel")
+    assert (auto.model, auto.precision) == (BASE_LOCAL_MODEL, "int8")
+    auto.adopt("local:cairo-minilm-l6-v1:128")
+    assert (auto.model, auto.precision) == ("cairo-minilm-l6-v1", "float32")
+    for foreign in ("local:all-MiniLM-L6-v2:128:int8", "local:all-MiniLM-L6-v2:256", "remote:openai/x"):
+        auto.adopt(foreign)  # an earlier int8 scheme, other limits, another provider: a mismatch the store reports
+        assert auto.id == default, foreign
+    auto.adopt(base_float32)
     auto.adopt(None)  # a new or re-indexed store
-    assert auto.precision == "int8"
+    assert auto.id == default
     for fixed in ("float32", "int8"):
         pinned = LocalEmbedder(EmbeddingSettings(precision=fixed))  # type: ignore[arg-type]
-        pinned.adopt(float32_id if fixed == "int8" else pinned.id + ":int8-per-channel")
+        pinned.adopt(f"local:cairo-minilm-l6-v1:128{'' if fixed == 'int8' else ':int8-per-channel'}")
         assert pinned.precision == fixed
+    named = LocalEmbedder(EmbeddingSettings(model="cairo-minilm-l6-v1"))  # a model the configuration names stays
+    named.adopt(base_float32)
+    assert (named.model, named.precision) == ("cairo-minilm-l6-v1", "int8")
+    base = LocalEmbedder(EmbeddingSettings(model=BASE_LOCAL_MODEL))
+    base.adopt("local:cairo-minilm-l6-v1:128")
+    assert (base.model, base.precision) == (BASE_LOCAL_MODEL, "int8")
+
+
+def test_local_models_are_checked_and_remote_one_setting_away() -> None:
+    from pydantic import ValidationError
+
+    from cairo_coder.config import REMOTE_MODEL, EmbeddingSettings
+
+    with pytest.raises(ValidationError, match="the local provider runs cairo-minilm-l6-v1 or all-MiniLM-L6-v2"):
+        EmbeddingSettings(model="bge-small")
+    for local in ("cairo-minilm-l6-v1", "all-MiniLM-L6-v2"):
+        assert EmbeddingSettings(provider="remote", model=local).model == REMOTE_MODEL
+
+
+async def test_the_shipped_weights_are_the_fine_tuned_model_not_the_base() -> None:
+    """The default model loads the fine-tuned weights over the base model: same tokenizer and vector size,
+    different vectors (a question moves nearer the page that answers it)."""
+    from cairo_coder.config import BASE_LOCAL_MODEL, EmbeddingSettings
+    from cairo_coder.embeddings import LocalEmbedder
+
+    tuned = LocalEmbedder(EmbeddingSettings(precision="float32"))
+    base = LocalEmbedder(EmbeddingSettings(model=BASE_LOCAL_MODEL, precision="float32"))
+    question = "How do I get the address of the contract that called my function?"
+    page = "get_caller_address\nReturns the address of the caller of the current contract call."
+    (tq, tp), (bq, _) = await tuned.embed([question, page]), await base.embed([question, page])
+
+    def cos(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert len(tq) == len(bq) == 384
+    assert 0.5 < cos(tq, bq) < 0.999, "the fine-tuned weights were not applied"
+    assert cos(tq, tp) > 0.5

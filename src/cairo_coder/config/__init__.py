@@ -21,10 +21,12 @@ from cairo_coder.config.loading import (
 )
 from cairo_coder.config.masking import SECRET_KEYS, mask_url, masked
 from cairo_coder.config.sections import (
+    BASE_LOCAL_MODEL,
     CHUNK_MAX_CHARS,
     CHUNK_TARGET_CHARS,
     LOCAL_DIMENSIONS,
     LOCAL_MODEL,
+    LOCAL_MODELS,
     PROVIDER_KEYS,
     REMOTE_DIMENSIONS,
     REMOTE_MODEL,
@@ -45,6 +47,7 @@ from cairo_coder.config.sources import SOURCE_ID_PATTERN, SlugStyle, SourceConfi
 from cairo_coder.errors import ConfigError
 
 __all__ = [
+    "BASE_LOCAL_MODEL",
     "CHUNK_MAX_CHARS",
     "CHUNK_TARGET_CHARS",
     "CONFIG_FILE_NAME",
@@ -52,6 +55,7 @@ __all__ = [
     "LEGACY_CONFIG_FILE_NAME",
     "LOCAL_DIMENSIONS",
     "LOCAL_MODEL",
+    "LOCAL_MODELS",
     "PROVIDER_KEYS",
     "REMOTE_DIMENSIONS",
     "REMOTE_MODEL",
