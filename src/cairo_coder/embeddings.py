@@ -228,7 +228,7 @@ class LocalEmbedder:
             return []
         self.calls += 1
         self.texts_embedded += len(texts)
-        with tracing.span("embedding", {"gen_ai.request.model": self.settings.model, "cairo_coder.texts": len(texts)}):
+        with tracing.span("embedding", {"gen_ai.request.model": self.model, "cairo_coder.texts": len(texts)}):
             return await asyncio.to_thread(self._encode, list(texts))
 
     async def embed_query(self, text: str) -> list[float]:
