@@ -133,7 +133,6 @@ def train(model: Any, examples: list[dict[str, str]], pairs: list[dict[str, str]
 
     torch.manual_seed(0)
     rng = random.Random(0)
-    random.seed(0)
 
     def encode(texts: list[str]) -> Any:
         return F.normalize(model(model.tokenize(texts))["sentence_embedding"], dim=-1)
@@ -194,7 +193,7 @@ def main() -> None:
     model.max_seq_length = 128
     rows = asyncio.run(_chunks(args.store))
     held = {json.loads(line)["id"] for line in args.holdout.open()} if args.holdout else set()
-    items = [json.loads(line) for line in args.train.open() if json.loads(line)["id"] not in held]
+    items = [item for item in map(json.loads, args.train.open()) if item["id"] not in held]
     ranked = {item["id"]: item["ranked"] for item in json.loads(args.report.read_text())["items"]}
     examples = triplets(rows, items, ranked, model)
     pairs = self_supervised(rows)

@@ -164,13 +164,12 @@ class LocalEmbedder:
         embedder; a store built with anything else is left for the store to report."""
         model = self.settings.model
         precision: Literal["float32", "int8"] = "float32" if self.settings.precision == "float32" else "int8"
-        for candidate in LOCAL_MODELS if store_embedder is not None and not self.settings.model_pinned else ():
+        candidates = (model,) if self.settings.model_pinned else LOCAL_MODELS
+        for candidate in candidates if store_embedder is not None else ():
             for form in ("float32", "int8"):
                 if store_embedder == self._id(candidate, form):
                     model = candidate
                     precision = form if self.settings.precision == "auto" else precision
-        if store_embedder is not None and self.settings.precision == "auto":
-            precision = "float32" if store_embedder == self._id(model, "float32") else precision
         if (model, precision) != (self.model, self.precision):
             if model != self.settings.model:
                 logger.info(
