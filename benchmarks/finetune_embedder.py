@@ -19,8 +19,17 @@ weights are written in float16 (45 MB; loaded as float32).
     uv run --extra local python benchmarks/finetune_embedder.py --store /tmp/base-store \\
         --train ../shared/eval/retrieval_train.jsonl --report base.json --out /tmp/cairo-minilm.safetensors
 
+``--train`` and ``--report`` take several sets (one report per set). Questions of origin "synthetic" (written for
+training, e.g. datasets/retrieval/synthetic_pages.jsonl) get one hard negative each, and each is seen once over the
+epochs, while the real questions are seen every epoch. The shipped model was trained without them: with them,
+cross-validated train retrieval did not change (docs/RETRIEVAL.md, experiments).
+
 Then measure as for any ranking change (docs/RETRIEVAL.md): the dev set only checks, and a train figure of a model
-trained on train means nothing: hold out part of train (``--holdout``: drop those ids from the training questions).
+trained on train means nothing: hold out part of train (``--holdout``: drop those ids from the training questions),
+then score it with those weights, in a store of its own:
+
+    export CAIRO_CODER_EMBEDDINGS__WEIGHTS=/tmp/half.safetensors CAIRO_CODER_DATABASE__DATA_DIR=/tmp/half-store
+    uv run --extra local cairo-coder ingest && uv run --extra local cairo-coder eval retrieval -d held-out.jsonl
 """
 
 from __future__ import annotations
@@ -99,12 +108,22 @@ def triplets(rows: list[Any], items: list[dict[str, Any]], ranked: dict[str, lis
         negatives = [
             (p["source"], p["path"]) for p in ranked[item["id"]][:8] if (p["source"], p["path"]) not in relevant
         ]
+        # A written-for-training question is one of many: one hard negative keeps its share of the steps small.
+        limit = 1 if item.get("origin") == "synthetic" else 3
         for page in sorted(relevant):
             positive = best(page, q)
-            for other in negatives[:3]:
+            for other in negatives[:limit]:
                 negative = best(other, q)
                 if positive is not None and negative is not None:
-                    result.append({"q": item["query"], "p": text(positive), "n": text(negative), "page": str(page)})
+                    result.append(
+                        {
+                            "q": item["query"],
+                            "p": text(positive),
+                            "n": text(negative),
+                            "page": str(page),
+                            "origin": item.get("origin", ""),
+                        }
+                    )
     return result
 
 
@@ -137,7 +156,11 @@ def train(model: Any, examples: list[dict[str, str]], pairs: list[dict[str, str]
     def encode(texts: list[str]) -> Any:
         return F.normalize(model(model.tokenize(texts))["sentence_embedding"], dim=-1)
 
-    steps = [batch for _ in range(epochs) for batch in question_batches(examples, rng)]
+    # Every epoch visits each real question; the synthetic ones are shared out over the epochs, each seen once.
+    real = [e for e in examples if e["origin"] != "synthetic"]
+    synthetic = [e for e in examples if e["origin"] == "synthetic"]
+    rng.shuffle(synthetic)
+    steps = [batch for epoch in range(epochs) for batch in question_batches(real + synthetic[epoch::epochs], rng)]
     total = 2 * len(steps)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     warm = max(1, total // 10)
@@ -175,8 +198,10 @@ def train(model: Any, examples: list[dict[str, str]], pairs: list[dict[str, str]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", required=True, help="data directory of an embedded store built with the base model")
-    parser.add_argument("--train", required=True, type=Path)
-    parser.add_argument("--report", required=True, type=Path, help="eval retrieval --json of the base model on --train")
+    parser.add_argument("--train", required=True, type=Path, nargs="+", help="question sets (retrieval format)")
+    parser.add_argument(
+        "--report", required=True, type=Path, nargs="+", help="eval retrieval --json of the base model on each --train"
+    )
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--holdout", type=Path, help="a dataset whose ids are left out of the training questions")
     parser.add_argument("--epochs", type=int, default=3)
@@ -193,8 +218,8 @@ def main() -> None:
     model.max_seq_length = 128
     rows = asyncio.run(_chunks(args.store))
     held = {json.loads(line)["id"] for line in args.holdout.open()} if args.holdout else set()
-    items = [item for item in map(json.loads, args.train.open()) if item["id"] not in held]
-    ranked = {item["id"]: item["ranked"] for item in json.loads(args.report.read_text())["items"]}
+    items = [item for path in args.train for item in map(json.loads, path.open()) if item["id"] not in held]
+    ranked = {item["id"]: item["ranked"] for path in args.report for item in json.loads(path.read_text())["items"]}
     examples = triplets(rows, items, ranked, model)
     pairs = self_supervised(rows)
     print(f"{len(items)} questions, {len(examples)} question examples, {len(pairs)} self-supervised pairs")

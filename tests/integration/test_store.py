@@ -324,10 +324,13 @@ async def test_a_store_built_with_the_base_float32_model_keeps_it_and_a_reindex_
     assert auto.id == "local:cairo-minilm-l6-v1:128:int8-per-channel" != old.id
     async with await DocumentStore.open(settings.database, auto, settings.search, for_writing=True) as store:
         assert (auto.model, auto.precision) == (BASE_LOCAL_MODEL, "float32")
-        assert (await store.status())["embedder"]["id"] == old.id
+        status = await store.status()
+        assert status["embedder"]["id"] == old.id and "--reindex" in status["reindex_note"]
         assert [r.chunk_id for r in await store.search("storage variables", k=3, mode="dense")] == expected
         await store.reset()  # `ingest --reindex`
-        assert auto.id == "local:cairo-minilm-l6-v1:128:int8-per-channel" == (await store.status())["embedder"]["id"]
+        status = await store.status()
+        assert auto.id == "local:cairo-minilm-l6-v1:128:int8-per-channel" == status["embedder"]["id"]
+        assert status["reindex_note"] is None
         await Ingester(settings, store).ingest_source(DocumentSource.CAIRO_BOOK, write_mini_corpus(tmp_path / "c2"))
         assert (await store.search("storage variables", k=1, mode="dense"))[0].document.metadata.source == "cairo_book"
     pinned = LocalEmbedder(EmbeddingSettings(precision="float32"))  # an explicit precision is never overridden

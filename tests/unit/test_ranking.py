@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from cairo_coder.store.search import PageKinds, lift_page, page_support, reciprocal_rank_fusion
+from cairo_coder.store.search import PageKinds, lift_page, lifts_api_item, page_support, reciprocal_rank_fusion
 
 
 def _page_support_by_definition(
@@ -84,3 +84,17 @@ def test_lift_page_moves_or_inserts_a_chunk_to_a_page_position() -> None:
     assert lift_page([(1, 1.0)], page_of, 9, 3) == [(1, 1.0), (9, 1.0)]
     assert lift_page([], page_of, 9, 1) == [(9, 0.0)]
     assert lift_page(ranked, page_of, 9, 1)[0] == (9, 1.0)
+
+
+def test_an_api_item_is_lifted_when_its_description_is_similar_enough_and_near_the_best_chunk() -> None:
+    from cairo_coder.config import SearchSettings
+
+    defaults = SearchSettings()
+    floor, margin = defaults.api_item_similarity, defaults.api_item_margin
+    assert (floor, margin) == (0.4, -0.05)
+    assert lifts_api_item(0.62, 0.66, floor, margin)  # within the margin of the best chunk
+    assert not lifts_api_item(0.60, 0.66, floor, margin)  # the guide is clearly nearer: left alone
+    assert lifts_api_item(0.70, 0.66, floor, margin)
+    assert not lifts_api_item(0.39, 0.30, floor, margin)  # never below the floor, however weak the chunks
+    assert lifts_api_item(0.40, 0.30, floor, margin)
+    assert not lifts_api_item(0.99, 0.0, 1.0, margin)  # api_item_similarity = 1.0: never

@@ -4,6 +4,7 @@ form of the heading trail."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -88,6 +89,9 @@ def test_auto_precision_and_model_follow_the_store_and_default_to_the_shipped_in
     assert (auto.model, auto.precision, auto.id) == ("cairo-minilm-l6-v1", "int8", default)
     auto.adopt(base_float32)
     assert (auto.model, auto.precision, auto.id) == (BASE_LOCAL_MODEL, "float32", base_float32)
+    assert auto.reindex_note == (
+        "the store was built with all-MiniLM-L6-v2: `cairo-coder ingest --reindex` moves it to cairo-minilm-l6-v1"
+    )
     auto.adopt(base_float32 + ":int8-per-channel")
     assert (auto.model, auto.precision) == (BASE_LOCAL_MODEL, "int8")
     auto.adopt("local:cairo-minilm-l6-v1:128")
@@ -97,7 +101,7 @@ def test_auto_precision_and_model_follow_the_store_and_default_to_the_shipped_in
         assert auto.id == default, foreign
     auto.adopt(base_float32)
     auto.adopt(None)  # a new or re-indexed store
-    assert auto.id == default
+    assert auto.id == default and auto.reindex_note is None
     for fixed in ("float32", "int8"):
         pinned = LocalEmbedder(EmbeddingSettings(precision=fixed))  # type: ignore[arg-type]
         pinned.adopt(f"local:cairo-minilm-l6-v1:128{'' if fixed == 'int8' else ':int8-per-channel'}")
@@ -107,7 +111,7 @@ def test_auto_precision_and_model_follow_the_store_and_default_to_the_shipped_in
     assert (named.model, named.precision) == ("cairo-minilm-l6-v1", "int8")
     base = LocalEmbedder(EmbeddingSettings(model=BASE_LOCAL_MODEL))
     base.adopt("local:cairo-minilm-l6-v1:128")
-    assert (base.model, base.precision) == (BASE_LOCAL_MODEL, "int8")
+    assert (base.model, base.precision) == (BASE_LOCAL_MODEL, "int8") and base.reindex_note is None
 
 
 def test_local_models_are_checked_and_remote_one_setting_away() -> None:
@@ -139,3 +143,35 @@ async def test_the_shipped_weights_are_the_fine_tuned_model_not_the_base() -> No
     assert len(tq) == len(bq) == 384
     assert 0.5 < cos(tq, bq) < 0.999, "the fine-tuned weights were not applied"
     assert cos(tq, tp) > 0.5
+
+
+async def test_a_weights_file_replaces_the_shipped_weights_and_is_named_in_the_id(tmp_path: Path) -> None:
+    """embeddings.weights scores a model trained by the recipe (e.g. on half of train) without touching the
+    shipped file; its content hash keeps a store built with other weights from being searched with these."""
+    from pydantic import ValidationError
+    from safetensors.torch import save_file
+
+    from cairo_coder.config import BASE_LOCAL_MODEL, EmbeddingSettings
+    from cairo_coder.embeddings import LocalEmbedder, file_digest
+
+    base = LocalEmbedder(EmbeddingSettings(model=BASE_LOCAL_MODEL, precision="float32"))
+    state = base._load()[0].auto_model.state_dict()
+    file = tmp_path / "base-as-tuned.safetensors"
+    save_file({k: v.half().contiguous() for k, v in state.items()}, str(file))
+    other = LocalEmbedder(EmbeddingSettings(precision="float32", weights=str(file)))
+    digest = file_digest(str(file))
+    assert len(digest) == 12 and other.id == f"local:cairo-minilm-l6-v1+{digest}:128"
+    shipped = LocalEmbedder(EmbeddingSettings(precision="float32"))
+    text = ["How do I get the address of the contract that called my function?"]
+    (o,), (b,), (s,) = await other.embed(text), await base.embed(text), await shipped.embed(text)
+
+    def cos(x: list[float], y: list[float]) -> float:
+        return sum(p * q for p, q in zip(x, y, strict=True))
+
+    assert cos(o, b) > 0.9999 > cos(o, s)  # the file's weights (the base model's here), not the shipped ones
+    other.adopt(shipped.id)  # a store built with the shipped weights: left to the store to report the mismatch
+    assert other.id == f"local:cairo-minilm-l6-v1+{digest}:128"
+    with pytest.raises(ValidationError, match="no file at"):
+        EmbeddingSettings(weights=str(tmp_path / "missing.safetensors"))
+    with pytest.raises(ValidationError, match="local provider only"):
+        EmbeddingSettings(provider="remote", weights=str(file))

@@ -333,6 +333,8 @@ def db_status(json_output: Annotated[bool, typer.Option("--json", help="Print JS
         else "embedder:        none bound yet (nothing indexed)",
         highlight=False,
     )
+    if status["reindex_note"]:
+        out.print(f"note:            {status['reindex_note']}", highlight=False)
     table = Table()
     for column in ("source", "pages", "chunks", "commit", "indexed at"):
         table.add_column(column)

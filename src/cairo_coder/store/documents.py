@@ -332,6 +332,7 @@ class DocumentStore:
             "schema_version": schema_version,
             "embedder": {"id": bound[0], "dimensions": bound[1]} if bound else None,
             "configured_embedder": {"id": self.embedder.id, "dimensions": self.embedder.dimensions},
+            "reindex_note": getattr(self.embedder, "reindex_note", None),
             "sources": {
                 r["source"]: {
                     "pages": r["pages"],

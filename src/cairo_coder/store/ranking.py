@@ -88,9 +88,8 @@ class Ranker:
             # question about a concept or a tool is nearer its guide than any API item: it is left alone).
             settings = self.search_settings
             best_chunk = dense_hits[0][1] if dense_hits else 0.0
-            if api_hit is not None and api_hit[1] >= max(
-                settings.api_item_similarity, best_chunk + settings.api_item_margin
-            ):
+            floor, margin = settings.api_item_similarity, settings.api_item_margin
+            if api_hit is not None and rank.lifts_api_item(api_hit[1], best_chunk, floor, margin):
                 ranked = rank.lift_page(ranked, pages, api_hit[0], settings.api_item_position)
             return ranked, vector
         # Exact symbol matches come first: they are what a lookup of that name asks for.

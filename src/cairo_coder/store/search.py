@@ -147,6 +147,13 @@ async def api_item(
     return found[0] if found else None
 
 
+def lifts_api_item(similarity: float, best_chunk: float, floor: float, margin: float) -> bool:
+    """Whether the API item described nearest the question (at cosine ``similarity``) is lifted: it must reach
+    ``floor`` and come within ``margin`` of the best chunk's dense score (a question about a concept or a tool is
+    nearer its guide than any item description)."""
+    return similarity >= max(floor, best_chunk + margin)
+
+
 def lift_page(
     ranked: Sequence[tuple[int, float]], page_of: Pages, doc_id: int, position: int
 ) -> list[tuple[int, float]]:
