@@ -30,6 +30,7 @@ from cairo_coder.store.database import with_retries
 from cairo_coder.store.schema import SCHEMA_VERSION
 from cairo_coder.types import DocumentSource
 from tests.conftest import make_settings
+from tests.helpers import run_cli
 from tests.integration.mini_corpus import write_mini_corpus
 
 
@@ -320,6 +321,13 @@ async def test_a_store_built_with_the_base_float32_model_keeps_it_and_a_reindex_
     store = await _ingested_store(db_url, tmp_path, old)
     expected = [r.chunk_id for r in await store.search("storage variables", k=3, mode="dense")]
     await store.close()
+    printed = await asyncio.to_thread(run_cli, "db", "status", env={"DATABASE_URL": db_url})
+    assert printed.returncode == 0, printed.stderr
+    assert (
+        f"note: the store was built with {BASE_LOCAL_MODEL}: `cairo-coder ingest --reindex` moves it to"
+        " cairo-minilm-l6-v1"
+        in " ".join(printed.stdout.split())  # as an operator reads it, whatever the terminal's width
+    )
     auto = LocalEmbedder(EmbeddingSettings())
     assert auto.id == "local:cairo-minilm-l6-v1:128:int8-per-channel" != old.id
     async with await DocumentStore.open(settings.database, auto, settings.search, for_writing=True) as store:
